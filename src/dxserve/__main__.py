@@ -1,0 +1,3 @@
+from dxserve.cli import main
+
+main()

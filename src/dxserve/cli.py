@@ -1,0 +1,290 @@
+"""The ``dxserve`` command line: phantoms, train, evaluate, models, serve."""
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dxserve import __version__
+from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
+from dxserve.errors import DxError, MissingDependency
+from dxserve.progress import bar
+from dxserve.settings import Settings
+
+app = typer.Typer(
+    help="dxserve: self-hosted medical AI models as a service.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+class ImageFormat(StrEnum):
+    png = "png"
+    dicom = "dicom"
+
+
+class Architecture(StrEnum):
+    echo_cnn = "echo-cnn"
+
+
+def main() -> None:
+    """Entry point: run the app, turning domain errors into a clear message and exit code 2."""
+    try:
+        app()
+    except DxError as exc:
+        console.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
+        raise SystemExit(2) from None
+
+
+def _frames(value: str) -> int | None:
+    if value == "all":
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise typer.BadParameter("use a positive number of frames or 'all'")
+    return int(value)
+
+
+FramesOption = Annotated[
+    str,
+    typer.Option(
+        "--frames", help="Frames per multi-frame file: a number (evenly spaced) or 'all'."
+    ),
+]
+
+
+@app.command()
+def version() -> None:
+    """Print dxserve's version."""
+    print(__version__)
+
+
+@app.command()
+def phantoms(
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of studies.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Dataset seed: same seed, same images.")] = 0,
+    size: Annotated[int, typer.Option(min=64, max=1024, help="Image side in pixels.")] = 256,
+    fmt: Annotated[ImageFormat, typer.Option("--format", help="png or dicom.")] = ImageFormat.png,
+    frames: Annotated[int, typer.Option(min=1, max=128, help="Cine frames (dicom).")] = 1,
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+) -> None:
+    """Generate synthetic apical 4-chamber echo phantoms with exact lesion masks."""
+    from dxserve.phantoms.generate import generate
+
+    with bar(console) as progress:
+        task = progress.add_task("phantoms", total=n, status="")
+        manifest = generate(
+            out,
+            n,
+            seed,
+            size,
+            fmt.value,
+            frames,
+            workers,
+            on_progress=lambda k: progress.advance(task, k),
+        )
+    console.print(f"wrote {n} studies and {manifest}")
+
+
+@app.command()
+def train(
+    architecture: Annotated[Architecture, typer.Argument(help="Network to train.")],
+    data: Annotated[Path, typer.Option(help="Dataset: class folders, CSV manifest or EchoNet.")],
+    out: Annotated[Path | None, typer.Option(help="Model repository (default: settings).")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1)] = 32,
+    learning_rate: Annotated[float, typer.Option("--lr", min=0)] = 1e-3,
+    seed: Annotated[int, typer.Option()] = 0,
+    frames: FramesOption = "1",
+) -> None:
+    """Train a model on a dataset and add it to the repository as a new version."""
+    ref = run_training(
+        data,
+        out or Settings().repository,
+        architecture.value,
+        epochs,
+        batch_size,
+        learning_rate,
+        seed,
+        _frames(frames),
+    )
+    console.print(f"[green]model ready[/green] {ref} at {ref.path}")
+
+
+def run_training(
+    data: Path,
+    repository: Path,
+    name: str,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    frames: int | None,
+) -> ModelRef:
+    """Train with Rich progress bars; shared by ``train`` and the demo model of ``serve``."""
+    try:
+        from dxserve.training.loop import EpochStats, Observer, TrainConfig
+        from dxserve.training.loop import train as train_model
+    except ImportError as exc:
+        raise MissingDependency(f"training needs the train extra ({exc.name} is missing)") from None
+    from dxserve.datasets import open_dataset
+
+    dataset = open_dataset(data)
+    config = TrainConfig(epochs, batch_size, learning_rate, seed, frames)
+    table = Table("epoch", "loss", "acc", "val loss", "val acc", "AUC", "sens", "spec", "img/s")
+    with bar(console) as progress:
+        task = progress.add_task("", total=0, status="")
+
+        def on_data(stage: str, total: int) -> None:
+            progress.reset(task, total=total, description=f"load {stage}", status="")
+
+        def on_epoch_start(epoch: int, batches: int) -> None:
+            progress.reset(task, total=batches, description=f"epoch {epoch}/{epochs}", status="")
+
+        def on_batch(loss: float) -> None:
+            progress.update(task, advance=1, status=f"loss {loss:.4f}")
+
+        def on_epoch(s: EpochStats) -> None:
+            v = s.val
+            table.add_row(
+                str(s.epoch),
+                f"{s.train_loss:.4f}",
+                f"{s.train_accuracy:.3f}",
+                f"{s.val_loss:.4f}",
+                f"{v['accuracy']:.3f}",
+                _fmt(v["auc"]),
+                _fmt(v["sensitivity"]),
+                _fmt(v["specificity"]),
+                f"{s.images_per_second:.0f}",
+            )
+            progress.console.print(
+                f"epoch {s.epoch}: loss {s.train_loss:.4f} val AUC {_fmt(v['auc'])}"
+            )
+
+        observer = Observer(
+            on_data=on_data,
+            on_data_step=lambda k: progress.advance(task, k),
+            on_epoch_start=on_epoch_start,
+            on_batch=on_batch,
+            on_epoch=on_epoch,
+        )
+        result = train_model(dataset, repository, name, config, observer)
+    console.print(table)
+    console.print(
+        f"best epoch {result.best_epoch}; ONNX export max |Δ| vs PyTorch {result.export_max_abs_diff:.1e}"
+    )
+    return result.ref
+
+
+def _fmt(value: object) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+@app.command()
+def evaluate(
+    model: Annotated[str, typer.Argument(help="REPO/model or REPO/model/VERSION.")],
+    data: Annotated[Path, typer.Option(help="Labelled dataset.")],
+    split: Annotated[
+        str | None, typer.Option(help="train, val, test or all (default: test if present).")
+    ] = None,
+    frames: FramesOption = "1",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    roc: Annotated[Path | None, typer.Option(help="Where to write the ROC curve PNG.")] = None,
+    record: Annotated[bool, typer.Option(help="Store the result in the model's manifest.")] = False,
+) -> None:
+    """Evaluate a model version on a labelled dataset (ONNX Runtime, as served)."""
+    result = run_evaluation(model, data, split, _frames(frames), roc, record, quiet=as_json)
+    if as_json:
+        print(json.dumps(result))
+
+
+def run_evaluation(
+    model: str,
+    data: Path,
+    split: str | None,
+    frames: int | None,
+    roc: Path | None,
+    record: bool,
+    quiet: bool = False,
+) -> dict[str, object]:
+    from dxserve.datasets import open_dataset
+    from dxserve.training.evaluate import evaluate as evaluate_model
+    from dxserve.training.evaluate import plot_roc
+
+    root, name, version = parse_model_path(model)
+    ref = ModelRepository(root).resolve(name, version)
+    dataset = open_dataset(data)
+    with bar(console) as progress:
+        task = progress.add_task("evaluate", total=None, status="")
+        result = evaluate_model(ref, dataset, split, frames, lambda k: progress.advance(task, k))
+    roc_path = plot_roc(result, roc or Path(f"roc-{ref.name}-v{ref.version}.png"))
+    summary = {**result.to_dict(), "roc_png": str(roc_path)}
+    if record:
+        manifest = ref.manifest()
+        manifest.evaluations[f"{Path(data).name}:{result.split}"] = summary
+        manifest.save(ref.path)
+    if not quiet:
+        m = result.metrics
+        table = Table("metric", "value", title=f"{ref} on {data} [{result.split}]")
+        for key in ("n", "positives", "accuracy", "auc", "sensitivity", "specificity"):
+            value = getattr(m, key)
+            table.add_row(key, str(value) if isinstance(value, int) else _fmt(value))
+        table.add_row("confusion tn fp / fn tp", f"{m.tn} {m.fp} / {m.fn} {m.tp}")
+        table.add_row("ROC curve", str(roc_path))
+        console.print(table)
+    return summary
+
+
+@app.command()
+def models(
+    repository: Annotated[Path | None, typer.Option(help="Model repository.")] = None,
+) -> None:
+    """List the models and versions in the repository."""
+    repo = ModelRepository(repository or Settings().repository)
+    table = Table("model", "version", "labels", "threshold", "val AUC", "warning")
+    for name in repo.models():
+        for v in repo.versions(name):
+            m = repo.resolve(name, v).manifest()
+            auc = m.metrics.get("validation", {}).get("auc")
+            table.add_row(
+                name,
+                str(v),
+                "/".join(m.labels),
+                f"{m.threshold:g}",
+                _fmt(auc),
+                m.clinical_use_warning or "",
+            )
+    console.print(table)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    demo: Annotated[
+        bool, typer.Option(help="Prepare the demo model if the repository is empty.")
+    ] = True,
+) -> None:
+    """Prepare and load the model repository (the HTTP API arrives with the serving core)."""
+    from dxserve.core.runtime.onnx import OnnxModel
+    from dxserve.demo import prepare_demo_model
+
+    settings = Settings()
+    repo = ModelRepository(settings.repository)
+    if demo and settings.default_model not in repo.models():
+        prepare_demo_model(settings)
+    for name in repo.models():
+        model = OnnxModel(repo.resolve(name))
+        model.warm_up()
+        console.print(f"[green]model ready[/green] {model.ref} ({model.ref.path / 'model.onnx'})")
+        if model.manifest.clinical_use_warning:
+            console.print(f"  [yellow]{model.manifest.clinical_use_warning}[/yellow]")
+    console.print(
+        f"HTTP serving on {host}:{port} is not part of this release yet (issue #3, serving core); "
+        "the repository above can also be served by Triton as it is."
+    )

@@ -1,0 +1,1 @@
+"""Model runtime: the model repository, manifests and ONNX Runtime sessions."""

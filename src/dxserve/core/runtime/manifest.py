@@ -1,0 +1,101 @@
+"""A model version's manifest: everything needed to serve, explain and judge it, in one JSON file.
+
+Written by training (``dxserve train``) and updated by evaluation (``dxserve evaluate --record``),
+never typed by hand. Datatypes use the Open Inference Protocol's names (``FP32`` …).
+"""
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dxserve import NOT_FOR_CLINICAL_USE
+from dxserve.core.preprocess import Recipe
+from dxserve.errors import ModelIntegrityError
+
+MANIFEST_NAME = "manifest.json"
+MODEL_FILE = "model.onnx"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named input or output tensor; ``-1`` marks a variable (batch) dimension."""
+
+    name: str
+    datatype: str
+    shape: list[int]
+
+
+@dataclass
+class Manifest:
+    """The description of one model version, stored beside its ``model.onnx``."""
+
+    name: str
+    version: int
+    architecture: str
+    parameters: int
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    preprocessing: dict[str, Any]
+    labels: list[str]
+    threshold: float
+    sha256: str
+    intended_use: str
+    not_for_clinical_use: bool = True
+    clinical_use_warning: str | None = NOT_FOR_CLINICAL_USE
+    max_batch_size: int = 32
+    max_queue_delay_ms: float = 5.0
+    model_file: str = MODEL_FILE
+    created: str = field(
+        default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    )
+    training: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    schema: int = SCHEMA
+
+    @property
+    def recipe(self) -> Recipe:
+        return Recipe.from_dict(self.preprocessing)
+
+    @property
+    def positive_label(self) -> str:
+        return self.labels[1]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+
+    def save(self, version_dir: Path) -> Path:
+        path = Path(version_dir) / MANIFEST_NAME
+        path.write_text(self.to_json())
+        return path
+
+    @classmethod
+    def load(cls, version_dir: Path) -> "Manifest":
+        data = json.loads((Path(version_dir) / MANIFEST_NAME).read_text())
+        data["inputs"] = [TensorSpec(**t) for t in data["inputs"]]
+        data["outputs"] = [TensorSpec(**t) for t in data["outputs"]]
+        return cls(**data)
+
+    def verify(self, version_dir: Path) -> Path:
+        """The model file's path, after checking it against the manifest's sha256."""
+        path = Path(version_dir) / self.model_file
+        if not path.is_file():
+            raise ModelIntegrityError(f"{self.name}:{self.version}: {self.model_file} is missing")
+        if sha256_file(path) != self.sha256:
+            raise ModelIntegrityError(
+                f"{self.name}:{self.version}: {self.model_file} does not match its manifest's sha256"
+            )
+        return path
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

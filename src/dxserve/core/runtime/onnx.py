@@ -1,0 +1,48 @@
+"""ONNX Runtime sessions for model versions."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from dxserve.core.runtime.repository import ModelRef
+
+# Intra-op threads per session: 0 lets ONNX Runtime use one per physical core, which is right for
+# a process that runs one session at a time; set lower when several models run concurrently.
+DEFAULT_THREADS = 0
+
+
+class OnnxModel:
+    """One model version loaded into an ONNX Runtime CPU session, checked against its manifest."""
+
+    def __init__(self, ref: ModelRef, threads: int = DEFAULT_THREADS) -> None:
+        self.ref = ref
+        self.manifest = ref.manifest()
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        path: Path = self.manifest.verify(ref.path)
+        self.session = ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Run one batch of preprocessed input; all outputs by name."""
+        results = self.session.run(self.output_names, {self.input_name: batch})
+        return dict(zip(self.output_names, results, strict=True))
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Positive-class probabilities for uint8 recipe-resized input ``(N, 3, h, w)``."""
+        recipe = self.manifest.recipe
+        chunks = [
+            self.run(recipe.normalize(x[i : i + batch_size]))["probability"].reshape(-1)
+            for i in range(0, len(x), batch_size)
+        ]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+
+    def warm_up(self) -> None:
+        """One run on zeros so the first real request does not pay for initialisation."""
+        shape = [1 if d < 0 else d for d in self.manifest.inputs[0].shape]
+        self.run(np.zeros(shape, dtype=np.float32))

@@ -1,0 +1,35 @@
+"""The demo model: the seed CNN trained on phantoms, prepared on first ``dxserve serve``."""
+
+from rich.console import Console
+
+from dxserve.settings import Settings
+
+TRAIN_STUDIES = 3000
+TEST_STUDIES = 600
+TRAIN_SEED = 1
+TEST_SEED = 2  # held-out phantoms from another seed
+
+
+def prepare_demo_model(settings: Settings, console: Console | None = None) -> None:
+    """Generate phantoms, train ``settings.default_model`` with the seed's defaults, evaluate it
+    on held-out phantoms from another seed and record that evaluation in its manifest."""
+    from dxserve.cli import console as cli_console
+    from dxserve.cli import phantoms, run_evaluation, run_training
+
+    console = console or cli_console
+    root = settings.data_dir / "phantoms"
+    train_dir, test_dir = root / "train", root / "test"
+    console.print(f"preparing the demo model in {settings.repository} (first run only)")
+    if not (train_dir / "manifest.csv").is_file():
+        phantoms(out=train_dir, n=TRAIN_STUDIES, seed=TRAIN_SEED)
+    if not (test_dir / "manifest.csv").is_file():
+        phantoms(out=test_dir, n=TEST_STUDIES, seed=TEST_SEED)
+    ref = run_training(train_dir, settings.repository, settings.default_model, 10, 32, 1e-3, 0, 1)
+    run_evaluation(
+        str(ref.path),
+        test_dir,
+        "all",
+        1,
+        settings.data_dir / f"roc-{ref.name}-v{ref.version}.png",
+        record=True,
+    )

@@ -1,0 +1,47 @@
+"""Domain errors with stable codes. Nothing here knows about HTTP."""
+
+
+class DxError(Exception):
+    """Base of every error dxserve raises on purpose; `code` is stable across releases."""
+
+    code = "dxserve_error"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidInput(DxError):
+    """The caller sent something dxserve cannot use (bad file, wrong type, bad option)."""
+
+    code = "invalid_input"
+
+
+class UnsupportedMedia(InvalidInput):
+    """The bytes are not a format this model can read."""
+
+    code = "unsupported_media"
+
+
+class DatasetError(InvalidInput):
+    """A dataset on disk is missing, empty or laid out in a way no loader recognises."""
+
+    code = "invalid_dataset"
+
+
+class ModelNotFound(DxError):
+    """No model (or version) of that name in the repository."""
+
+    code = "model_not_found"
+
+
+class ModelIntegrityError(DxError):
+    """A model file does not match the checksum in its manifest."""
+
+    code = "model_integrity"
+
+
+class MissingDependency(DxError):
+    """An optional extra (e.g. `train`) is needed for this operation."""
+
+    code = "missing_dependency"

@@ -1,0 +1,1 @@
+"""Training, export and evaluation of models. Only ``loop`` and ``export`` need torch."""

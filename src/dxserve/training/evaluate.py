@@ -1,0 +1,95 @@
+"""Evaluate a model version from the repository on a labelled dataset, with ONNX Runtime.
+
+This judges the exported artifact that serving loads, not the PyTorch weights, and needs no torch.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+
+from dxserve.core.metrics import BinaryMetrics, binary_metrics, roc_points
+from dxserve.core.runtime.onnx import OnnxModel
+from dxserve.core.runtime.repository import ModelRef
+from dxserve.datasets import Dataset
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Metrics of one model version on one dataset split (per file: frames averaged)."""
+
+    model: str
+    version: int
+    data: str
+    split: str
+    files: int
+    frames: int
+    metrics: BinaryMetrics
+    y: np.ndarray
+    prob: np.ndarray
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "data": self.data,
+            "split": self.split,
+            "files": self.files,
+            "frames": self.frames,
+            **self.metrics.to_dict(),
+        }
+
+
+def default_split(dataset: Dataset) -> str:
+    """``test`` when the dataset has a test split, otherwise every item."""
+    return "test" if "test" in dataset.splits else "all"
+
+
+def evaluate(
+    ref: ModelRef,
+    dataset: Dataset,
+    split: str | None = None,
+    frames: int | None = 1,
+    on_progress: Callable[[int], None] | None = None,
+) -> Evaluation:
+    """Run the model on ``split`` of ``dataset``; a file's probability is its frames' mean."""
+    split = split or default_split(dataset)
+    part = dataset.subset(split)
+    model = OnnxModel(ref)
+    arrays = part.materialize(model.manifest.recipe, frames, on_progress)
+    frame_prob = model.predict_proba(arrays.x)
+    sums = np.bincount(arrays.item, weights=frame_prob, minlength=len(part))
+    counts = np.bincount(arrays.item, minlength=len(part))
+    prob = sums / np.maximum(counts, 1)
+    y = np.array([item.label for item in part.items], dtype=np.float32)
+    metrics = binary_metrics(y, prob, model.manifest.threshold)
+    return Evaluation(
+        ref.name, ref.version, str(dataset.root), split, len(part), len(arrays), metrics, y, prob
+    )
+
+
+def plot_roc(evaluation: Evaluation, path: Path) -> Path:
+    """Write the ROC curve of an evaluation as a PNG."""
+    fpr, tpr = roc_points(evaluation.y, evaluation.prob)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    auc = evaluation.metrics.auc
+    ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}" if auc is not None else "ROC")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    ax.set(
+        xlabel="1 − specificity (false-positive rate)",
+        ylabel="sensitivity (true-positive rate)",
+        title=f"{evaluation.model}:{evaluation.version} — {evaluation.split} (n={evaluation.files})",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(loc="lower right")
+    fig.text(0.5, 0.005, "Not for clinical use", ha="center", fontsize=7, color="grey")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -1,0 +1,92 @@
+"""One decoder for every input: PNG, JPEG and DICOM in its common transfer syntaxes."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from dxserve.core.intake.decode import decode_bytes, decode_path
+from dxserve.errors import InvalidInput, UnsupportedMedia
+
+
+def bundled(name: str):
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"{name} is not bundled with this pydicom")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "shape"),
+    [
+        ("examples_ybr_color.dcm", (30, 240, 320, 3)),  # US multi-frame, YBR_FULL_422 JPEG
+        ("examples_palette.dcm", (1, 350, 800, 3)),  # PALETTE COLOR
+        ("examples_jpeg2k.dcm", (1, 480, 640, 3)),  # JPEG 2000
+        ("CT_small.dcm", (1, 128, 128, 3)),  # 16-bit MONOCHROME2
+        ("MR_small.dcm", (1, 64, 64, 3)),
+        ("SC_rgb_rle.dcm", (1, 100, 100, 3)),  # RLE RGB
+        ("JPEG2000.dcm", (1, 1024, 256, 3)),
+        ("MR_small_bigendian.dcm", (1, 64, 64, 3)),  # explicit VR big endian
+        ("MR_small_RLE.dcm", (1, 64, 64, 3)),
+        ("SC_rgb_jpeg_dcmtk.dcm", (1, 100, 100, 3)),  # JPEG baseline
+        ("JPGExtended.dcm", (1, 1024, 256, 3)),  # JPEG extended, 12 bit
+        ("MR_small_jpeg_ls_lossless.dcm", (1, 64, 64, 3)),  # JPEG-LS
+        ("JPEGLSNearLossless_16.dcm", (1, 50, 10, 3)),
+        ("MR_small_jp2klossless.dcm", (1, 64, 64, 3)),
+        ("image_dfl.dcm", (1, 512, 512, 3)),  # deflated explicit VR
+        ("MR_small_implicit.dcm", (1, 64, 64, 3)),  # implicit VR little endian
+        ("SC_rgb_rle_16bit_2frame.dcm", (2, 100, 100, 3)),  # 16-bit RGB, multi-frame
+        ("SC_ybr_full_422_uncompressed.dcm", (1, 100, 100, 3)),
+    ],
+)
+def test_dicom_test_files(name: str, shape: tuple[int, ...]) -> None:
+    frames = decode_path(bundled(name))
+    assert frames.shape == shape and frames.dtype == np.uint8
+    assert frames.max() > frames.min()
+
+
+def test_ybr_ultrasound_is_converted_to_rgb() -> None:
+    """Grey ultrasound pixels stored as YBR come back with R ≈ G ≈ B, not a green cast."""
+    frames = decode_path(bundled("examples_ybr_color.dcm")).astype(int)
+    grey = frames[(frames.sum(axis=-1) > 150)]
+    assert np.abs(grey[:, 0] - grey[:, 1]).mean() < 8
+
+
+def test_png_grey_rgba_and_16_bit() -> None:
+    for array in (
+        np.arange(64, dtype=np.uint8).reshape(8, 8),
+        np.full((8, 8, 4), 200, dtype=np.uint8),
+        (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8),
+    ):
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        frames = decode_bytes(buffer.getvalue())
+        assert frames.shape == (1, 8, 8, 3)
+        assert frames.max() > 0
+
+
+def test_jpeg() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((16, 24, 3), 90, dtype=np.uint8)).save(buffer, format="JPEG")
+    assert decode_bytes(buffer.getvalue()).shape == (1, 16, 24, 3)
+
+
+def test_not_an_image() -> None:
+    with pytest.raises(UnsupportedMedia):
+        decode_bytes(b"%PDF-1.7 not an image at all" * 10)
+
+
+def test_truncated_png_is_a_clear_error() -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buffer, format="PNG"
+    )
+    with pytest.raises(InvalidInput):
+        decode_bytes(buffer.getvalue()[:200])
+
+
+def test_dicom_without_pixels() -> None:
+    with pytest.raises(UnsupportedMedia, match="no pixel data"):
+        decode_path(bundled("rtplan.dcm"))

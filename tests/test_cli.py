@@ -1,0 +1,119 @@
+"""The dxserve command line, end to end on real files."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dxserve.cli import app
+from dxserve.core.runtime.repository import ModelRepository
+
+runner = CliRunner()
+
+
+def dxserve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dxserve", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def test_phantoms_command(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["phantoms", "--out", str(tmp_path), "--n", "6", "--seed", "1", "--size", "64"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 7
+
+
+def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) -> None:
+    roc = tmp_path / "roc.png"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(trained_repo / "echo-cnn"),
+            "--data",
+            str(phantom_dir),
+            "--json",
+            "--roc",
+            str(roc),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["model"] == "echo-cnn" and report["version"] == 1
+    assert set(report) >= {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"}
+    assert roc.is_file()
+
+
+def test_evaluate_record_stores_the_result(
+    trained_repo: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(trained_repo / "echo-cnn" / "1"),
+            "--data",
+            str(phantom_dir),
+            "--split",
+            "all",
+            "--record",
+            "--roc",
+            str(tmp_path / "r.png"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    manifest = ModelRepository(trained_repo).resolve("echo-cnn", 1).manifest()
+    assert manifest.evaluations[f"{phantom_dir.name}:all"]["files"] == 64
+
+
+def test_train_command(tmp_path: Path, phantom_dir: Path) -> None:
+    pytest.importorskip("torch")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "echo-cnn",
+            "--data",
+            str(phantom_dir),
+            "--out",
+            str(tmp_path),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "model ready" in result.output
+    assert ModelRepository(tmp_path).versions("echo-cnn") == [1]
+
+
+def test_serve_loads_the_repository(trained_repo: Path, tmp_path: Path) -> None:
+    env = {
+        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
+        "DXSERVE_DATA_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = dxserve("serve", "--no-demo", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "model ready echo-cnn:1" in result.stderr
+    assert "Not for clinical use" in result.stderr
+
+
+def test_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
+    result = dxserve("evaluate", str(tmp_path / "echo-cnn"), "--data", str(tmp_path))
+    assert result.returncode == 2
+    assert "model_not_found" in result.stderr and "Traceback" not in result.stderr
+    result = dxserve(
+        "train", "echo-cnn", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)
+    )
+    assert result.returncode == 2 and "does not exist" in result.stderr
