@@ -109,6 +109,13 @@ def test_serve_loads_the_repository(trained_repo: Path, tmp_path: Path) -> None:
     assert "Not for clinical use" in result.stderr
 
 
+def test_serve_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
+    env = {"DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"}
+    result = dxserve("serve", "--no-demo", "--model-repository", str(trained_repo), env=env)
+    assert result.returncode == 0, result.stderr
+    assert "model ready echo-cnn:1" in result.stderr
+
+
 def test_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
     result = dxserve("evaluate", str(tmp_path / "echo-cnn"), "--data", str(tmp_path))
     assert result.returncode == 2
@@ -117,3 +124,11 @@ def test_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:
         "train", "echo-cnn", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)
     )
     assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_evaluate_an_empty_split_is_a_clear_error(trained_repo: Path, phantom_dir: Path) -> None:
+    result = dxserve(
+        "evaluate", str(trained_repo / "echo-cnn"), "--data", str(phantom_dir), "--split", "nope"
+    )
+    assert result.returncode == 2
+    assert "no items in split 'nope'" in result.stderr and "Traceback" not in result.stderr

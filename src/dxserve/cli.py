@@ -213,14 +213,15 @@ def run_evaluation(
     quiet: bool = False,
 ) -> dict[str, object]:
     from dxserve.datasets import open_dataset
+    from dxserve.training.evaluate import default_split, plot_roc
     from dxserve.training.evaluate import evaluate as evaluate_model
-    from dxserve.training.evaluate import plot_roc
 
     root, name, version = parse_model_path(model)
     ref = ModelRepository(root).resolve(name, version)
     dataset = open_dataset(data)
+    split = split or default_split(dataset)
     with bar(console) as progress:
-        task = progress.add_task("evaluate", total=None, status="")
+        task = progress.add_task("evaluate", total=len(dataset.subset(split)), status="")
         result = evaluate_model(ref, dataset, split, frames, lambda k: progress.advance(task, k))
     roc_path = plot_roc(result, roc or Path(f"roc-{ref.name}-v{ref.version}.png"))
     summary = {**result.to_dict(), "roc_png": str(roc_path)}
@@ -269,12 +270,17 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Prepare the demo model if the repository is empty.")
     ] = True,
+    data_dir: Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")] = None,
+    model_repository: Annotated[
+        Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")
+    ] = None,
 ) -> None:
     """Prepare and load the model repository (the HTTP API arrives with the serving core)."""
     from dxserve.core.runtime.onnx import OnnxModel
     from dxserve.demo import prepare_demo_model
 
-    settings = Settings()
+    overrides = {"data_dir": data_dir, "model_repository": model_repository}
+    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v})
     repo = ModelRepository(settings.repository)
     if demo and settings.default_model not in repo.models():
         prepare_demo_model(settings)

@@ -90,3 +90,17 @@ def test_evaluate_runs_the_served_artifact(
     png = plot_roc(result, tmp_path / "roc.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(result.to_dict())
+
+
+def test_validation_is_carved_from_train_when_the_data_has_none(
+    tmp_path: Path, phantom_dir: Path
+) -> None:
+    rows = (phantom_dir / "manifest.csv").read_text().splitlines()
+    header, body = rows[0], [r.replace(",val,", ",train,") for r in rows[1:]]
+    (phantom_dir / "no-val.csv").write_text("\n".join([header, *body]) + "\n")
+    dataset = open_dataset(phantom_dir / "no-val.csv")
+    assert "val" not in dataset.splits
+    result = train(dataset, tmp_path, config=TrainConfig(epochs=1, batch_size=16))
+    images = result.ref.manifest().training["images"]
+    assert images["val"] > 0 and images["train"] + images["val"] == len(dataset.subset("train"))
+    (phantom_dir / "no-val.csv").unlink()

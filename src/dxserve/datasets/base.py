@@ -2,7 +2,7 @@
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,21 +45,25 @@ class Dataset:
     layout: str
     items: tuple[Item, ...]
     labels: tuple[str, str] = ("normal", "abnormal")
-    splits: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not self.items:
-            raise DatasetError(f"no labelled files found in {self.root} ({self.layout} layout)")
-        object.__setattr__(self, "splits", tuple(sorted({i.split for i in self.items})))
 
     def __len__(self) -> int:
         return len(self.items)
 
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return tuple(sorted({i.split for i in self.items}))
+
     def subset(self, *splits: str) -> "Dataset":
-        """The items in the named splits; ``"all"`` keeps everything."""
+        """The items in the named splits (possibly none); ``"all"`` keeps everything."""
         if "all" in splits:
             return self
         return replace(self, items=tuple(i for i in self.items if i.split in splits))
+
+    def require(self, what: str) -> "Dataset":
+        """This dataset, or a :class:`DatasetError` naming ``what`` when it has no items."""
+        if not self.items:
+            raise DatasetError(f"no {what} found in {self.root} ({self.layout} layout)")
+        return self
 
     def summary(self) -> dict[str, object]:
         """Counts per split, label and finding — what a model card reports about its data."""

@@ -66,7 +66,7 @@ def from_class_folders(root: Path) -> Dataset:
         for name in labels
         for f in files[name]
     )
-    return Dataset(root, "class-folders", items, labels)
+    return Dataset(root, "class-folders", items, labels).require("labelled images")
 
 
 def from_csv(manifest: Path) -> Dataset:
@@ -84,7 +84,7 @@ def from_csv(manifest: Path) -> Dataset:
         mask = root / row["mask"] if row.get("mask") else None
         split = (row.get("split") or "").strip().lower() or hashed_split(row["path"])
         items.append(Item(file, labels.index(row["label"]), split, row.get("finding", ""), mask))
-    return Dataset(root, "csv", tuple(items), labels)
+    return Dataset(root, "csv", tuple(items), labels).require("labelled files")
 
 
 def from_echonet(root: Path) -> Dataset:
@@ -104,4 +104,6 @@ def from_echonet(root: Path) -> Dataset:
         label = int(ef < ECHONET_EF_THRESHOLD)
         finding = "reduced_ef" if label else ""
         items.append(Item(video, label, row["Split"].strip().lower(), finding))
-    return Dataset(root, "echonet-dynamic", tuple(items), ("normal_ef", "reduced_ef"))
+    return Dataset(root, "echonet-dynamic", tuple(items), ("normal_ef", "reduced_ef")).require(
+        "videos listed in FileList.csv"
+    )

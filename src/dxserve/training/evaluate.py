@@ -59,7 +59,9 @@ def evaluate(
 ) -> Evaluation:
     """Run the model on ``split`` of ``dataset``; a file's probability is its frames' mean."""
     split = split or default_split(dataset)
-    part = dataset.subset(split)
+    part = dataset.subset(split).require(
+        f"items in split {split!r} (it has {list(dataset.splits)})"
+    )
     model = OnnxModel(ref)
     arrays = part.materialize(model.manifest.recipe, frames, on_progress)
     frame_prob = model.predict_proba(arrays.x)
