@@ -1,5 +1,8 @@
 """Shared fixtures: small phantom datasets and a model trained on them, built once per session."""
 
+import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,3 +28,35 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) ->
     repo = tmp_path_factory.mktemp("repo")
     train(open_dataset(phantom_dir), repo, config=TrainConfig(epochs=1, batch_size=16, seed=3))
     return repo
+
+
+POSTGRES = os.environ.get("DXSERVE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra")
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"dxserve_test_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES}: {exc.orig}")
+    yield f"{POSTGRES}/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on SQLite (a new file) and on PostgreSQL (a session database)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -97,23 +97,55 @@ def test_train_command(tmp_path: Path, phantom_dir: Path) -> None:
     assert ModelRepository(tmp_path).versions("echo-cnn") == [1]
 
 
-def test_serve_loads_the_repository(trained_repo: Path, tmp_path: Path) -> None:
+def test_prepare_checks_models_and_creates_a_dev_key_once(
+    trained_repo: Path, tmp_path: Path
+) -> None:
     env = {
         "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
         "DXSERVE_DATA_DIR": str(tmp_path),
         "PATH": "/usr/bin:/bin",
     }
-    result = dxserve("serve", "--no-demo", env=env)
+    result = dxserve("prepare", env=env)
     assert result.returncode == 0, result.stderr
     assert "model ready echo-cnn:1" in result.stderr
     assert "Not for clinical use" in result.stderr
+    assert result.stderr.count("dxs_") == 2  # the key, and the curl example using it
+    again = dxserve("prepare", env=env)
+    assert again.returncode == 0 and "dxs_" not in again.stderr
 
 
-def test_serve_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
-    env = {"DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"), "PATH": "/usr/bin:/bin"}
-    result = dxserve("serve", "--no-demo", "--model-repository", str(trained_repo), env=env)
+def test_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
+    env = {
+        "DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"),
+        "DXSERVE_DATA_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    result = dxserve("prepare", "--model-repository", str(trained_repo), env=env)
     assert result.returncode == 0, result.stderr
     assert "model ready echo-cnn:1" in result.stderr
+
+
+def test_tenants_keys_and_aliases(trained_repo: Path, tmp_path: Path) -> None:
+    env = {
+        "DXSERVE_DATA_DIR": str(tmp_path),
+        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
+        "PATH": "/usr/bin:/bin",
+    }
+    assert dxserve("tenants", "create", "clinic", env=env).returncode == 0
+    created = dxserve("keys", "create", "--tenant", "clinic", "--role", "clinician", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("dxs_") and token not in created.stderr
+    key_id = token.split("_")[1]
+    listing = dxserve("keys", "list", env=env)
+    assert key_id in listing.stderr and token.split("_", 2)[2] not in listing.stderr
+    assert dxserve("keys", "revoke", key_id, env=env).returncode == 0
+    assert dxserve("tenants", "create", "clinic", env=env).returncode == 2
+    alias = dxserve("alias", "echo-cnn", "production", "1:90", env=env)
+    assert alias.returncode == 0, alias.stderr
+    assert (trained_repo / "echo-cnn" / "aliases.json").is_file()
+    (trained_repo / "echo-cnn" / "aliases.json").unlink()
+    assert dxserve("alias", "echo-cnn", "canary", "7", env=env).returncode != 0
 
 
 def test_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:

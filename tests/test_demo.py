@@ -18,7 +18,7 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     env = {**os.environ, "DXSERVE_DATA_DIR": str(tmp_path)}
     env.pop("DXSERVE_MODEL_REPOSITORY", None)
     result = subprocess.run(
-        [sys.executable, "-m", "dxserve", "serve"],
+        [sys.executable, "-m", "dxserve", "prepare"],
         capture_output=True,
         text=True,
         env=env,

@@ -3,23 +3,31 @@
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from dxserve import __version__
+from dxserve.admin_cli import keys_app, set_alias, tenants_app
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
+from dxserve.core.security.principal import Role
 from dxserve.errors import DxError, MissingDependency
 from dxserve.progress import bar
 from dxserve.settings import Settings
+
+if TYPE_CHECKING:
+    from dxserve.services import Services
 
 app = typer.Typer(
     help="dxserve: self-hosted medical AI models as a service.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(keys_app, name="keys")
+app.command("alias")(set_alias)
 console = Console(stderr=True)
 
 
@@ -264,33 +272,76 @@ def models(
 
 
 @app.command()
+def prepare(
+    data_dir: Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")] = None,
+    model_repository: Annotated[
+        Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")
+    ] = None,
+) -> None:
+    """Prepare the demo model (if absent) and a dev admin key (if there is no key), then exit."""
+    settings = _settings(data_dir, model_repository)
+    _prepare(settings, demo=True).diagnoses.close()
+
+
+@app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to bind (default 8000).")] = None,
     demo: Annotated[
-        bool, typer.Option(help="Prepare the demo model if the repository is empty.")
+        bool, typer.Option(help="Prepare the demo model if the repository lacks it.")
     ] = True,
     data_dir: Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")] = None,
     model_repository: Annotated[
         Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")
     ] = None,
 ) -> None:
-    """Prepare and load the model repository (the HTTP API arrives with the serving core)."""
+    """Serve the model repository over HTTP: the clinical API (/v1) and the OIP (/v2)."""
+    import uvicorn
+
+    from dxserve.api.app import create_app
+    from dxserve.observability import configure_logging
+
+    settings = _settings(data_dir, model_repository)
+    settings = settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
+    services = _prepare(settings, demo)
+    configure_logging(settings.log_level)
+    console.print(f"serving on http://{settings.host}:{settings.port} (docs at /docs)")
+    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None)
+
+
+def _settings(data_dir: Path | None, model_repository: Path | None) -> Settings:
+    overrides = {"data_dir": data_dir, "model_repository": model_repository}
+    return Settings().model_copy(update={k: v for k, v in overrides.items() if v})
+
+
+def _prepare(settings: Settings, demo: bool) -> "Services":
+    """Demo model and dev key when missing; the services, built and checked."""
     from dxserve.core.runtime.onnx import OnnxModel
     from dxserve.demo import prepare_demo_model
+    from dxserve.server import build_services
 
-    overrides = {"data_dir": data_dir, "model_repository": model_repository}
-    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v})
     repo = ModelRepository(settings.repository)
     if demo and settings.default_model not in repo.models():
         prepare_demo_model(settings)
     for name in repo.models():
         model = OnnxModel(repo.resolve(name))
-        model.warm_up()
         console.print(f"[green]model ready[/green] {model.ref} ({model.ref.path / 'model.onnx'})")
         if model.manifest.clinical_use_warning:
             console.print(f"  [yellow]{model.manifest.clinical_use_warning}[/yellow]")
-    console.print(
-        f"HTTP serving on {host}:{port} is not part of this release yet (issue #3, serving core); "
-        "the repository above can also be served by Triton as it is."
-    )
+    services = build_services(settings)
+    if not services.accounts.has_keys():
+        tenant = "default"
+        services.accounts.create_tenant(tenant)
+        key_id, token = services.accounts.create_key(tenant, Role.admin, "dev")
+        url = f"http://{settings.host}:{settings.port}"
+        console.print(
+            f"created tenant {tenant!r} and a dev admin key ({key_id}); it is shown only now:\n"
+            f"  {token}\n"
+            f"try:\n  curl -H 'Authorization: Bearer {token}' -H 'Content-Type: image/png' "
+            f"--data-binary @image.png {url}/v1/diagnoses",
+            soft_wrap=True,
+            markup=False,
+        )
+    return services

@@ -45,3 +45,9 @@ class MissingDependency(DxError):
     """An optional extra (e.g. `train`) is needed for this operation."""
 
     code = "missing_dependency"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is over the configured limit."""
+
+    code = "payload_too_large"

@@ -7,7 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    """Where dxserve keeps its data and finds its models."""
+    """Where dxserve keeps its data, finds its models, and how it serves them."""
 
     model_config = SettingsConfigDict(env_prefix="DXSERVE_", extra="ignore")
 
@@ -19,11 +19,40 @@ class Settings(BaseSettings):
         default=None,
         description="Model repository (Triton layout). Defaults to DATA_DIR/models.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db. "
+        "Defaults to SQLite at DATA_DIR/dxserve.db (WAL mode).",
+    )
     default_model: str = Field(
         default="echo-cnn", description="Model used when a request names none."
     )
+    host: str = Field(default="127.0.0.1", description="Address `dxserve serve` binds.")
+    port: int = Field(default=8000, description="Port `dxserve serve` binds.")
+    memory_budget_mb: int = Field(
+        default=2048,
+        description="Memory the loaded models may take; the least recently used model is "
+        "unloaded when loading another would exceed it.",
+    )
+    max_batch_size: int | None = Field(
+        default=None, description="Overrides every manifest's dynamic-batching max batch size."
+    )
+    max_queue_delay_ms: float | None = Field(
+        default=None, description="Overrides every manifest's dynamic-batching max queue delay."
+    )
+    ort_threads: int = Field(
+        default=0,
+        description="ONNX Runtime intra-op threads per model session (0: one per physical core).",
+    )
+    max_body_mb: float = Field(default=64.0, description="Largest request body accepted.")
+    log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
 
     @property
     def repository(self) -> Path:
         """The model repository actually in use."""
         return self.model_repository or self.data_dir / "models"
+
+    @property
+    def database(self) -> str:
+        """The database URL actually in use."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'dxserve.db'}"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from dxserve.core.intake.decode import decode_path
+from dxserve.core.intake.frames import sample_frames
 from dxserve.core.preprocess import Recipe
 from dxserve.errors import DatasetError, MissingDependency
 
@@ -99,15 +100,6 @@ class Dataset:
             if on_progress:
                 on_progress(1)
         return Arrays(np.concatenate(xs), np.concatenate(ys), np.concatenate(owners))
-
-
-def sample_frames(frames: np.ndarray, count: int | None) -> np.ndarray:
-    """``count`` evenly spaced frames (all of them when ``count`` is None or ≥ their number)."""
-    if count is None or count >= len(frames):
-        return frames
-    if count < 1:
-        raise DatasetError("frames per file must be at least 1")
-    return frames[np.linspace(0, len(frames) - 1, count).round().astype(int)]
 
 
 def load_frames(path: Path) -> np.ndarray:

@@ -208,7 +208,6 @@ def train(
         sha256=sha256_file(folder / "model.onnx"),
         intended_use=INTENDED_USE,
         clinical_use_warning=NOT_FOR_CLINICAL_USE if synthetic else UNVALIDATED_WARNING,
-        max_batch_size=config.batch_size,
         training={
             "data": dataset.summary(),
             "synthetic_phantoms": synthetic,

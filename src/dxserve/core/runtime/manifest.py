@@ -65,8 +65,11 @@ class Manifest:
     def positive_label(self) -> str:
         return self.labels[1]
 
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def save(self, version_dir: Path) -> Path:
         path = Path(version_dir) / MANIFEST_NAME

@@ -1,0 +1,93 @@
+"""Admin commands: tenants, API keys and model aliases."""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
+from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.security.principal import Role
+from dxserve.settings import Settings
+from dxserve.store.accounts import Accounts
+from dxserve.store.database import make_engine, migrate
+
+tenants_app = typer.Typer(help="Tenants: the organisations whose data dxserve keeps apart.")
+keys_app = typer.Typer(help="API keys. A key is shown once; only its hash is stored.")
+console = Console(stderr=True)
+
+
+def accounts() -> Accounts:
+    engine = make_engine(Settings().database)
+    migrate(engine)
+    return Accounts(engine)
+
+
+@tenants_app.command("create")
+def create_tenant(name: Annotated[str, typer.Argument(help="Tenant name.")]) -> None:
+    """Create a tenant."""
+    tenant_id = accounts().create_tenant(name)
+    console.print(f"tenant {name!r} created ({tenant_id})")
+
+
+@keys_app.command("create")
+def create_key(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    role: Annotated[Role, typer.Option(help="admin, clinician or service.")],
+    name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+) -> None:
+    """Create an API key and print it once (to stdout)."""
+    key_id, token = accounts().create_key(tenant, role, name)
+    console.print(f"key {key_id} ({role}) for tenant {tenant!r}; store it now, it is not kept:")
+    print(token)
+
+
+@keys_app.command("revoke")
+def revoke_key(
+    key_id: Annotated[str, typer.Argument(help="Key id (the part after dxs_).")],
+) -> None:
+    """Revoke an API key."""
+    accounts().revoke(key_id)
+    console.print(f"key {key_id} revoked")
+
+
+@keys_app.command("list")
+def list_keys() -> None:
+    """List API keys (never their secrets)."""
+    table = Table("id", "tenant", "role", "name", "created", "revoked")
+    for key in accounts().list_keys():
+        table.add_row(
+            str(key["id"]),
+            str(key["tenant"]),
+            str(key["role"]),
+            str(key["name"]),
+            str(key["created_at"])[:19],
+            "yes" if key["revoked"] else "",
+        )
+    console.print(table)
+
+
+def set_alias(
+    model: Annotated[str, typer.Argument(help="Model name.")],
+    alias: Annotated[str, typer.Argument(help="Alias, e.g. production or canary.")],
+    routes: Annotated[list[str], typer.Argument(help="VERSION or VERSION:WEIGHT, e.g. 1:90 2:10.")],
+    shadow: Annotated[int | None, typer.Option(help="A version that runs in the shadow.")] = None,
+    repository: Annotated[Path | None, typer.Option(help="Model repository.")] = None,
+) -> None:
+    """Point an alias at one version, split traffic between several, optionally with a shadow."""
+    repo = ModelRepository(repository or Settings().repository)
+    versions = repo.versions(model)
+    parsed = []
+    for text in routes:
+        version, _, weight = text.partition(":")
+        if not version.isdigit() or int(version) not in versions:
+            raise typer.BadParameter(f"{model} has no version {version!r} (it has {versions})")
+        parsed.append(Route(int(version), float(weight or 1)))
+    if shadow is not None and shadow not in versions:
+        raise typer.BadParameter(f"{model} has no version {shadow} for the shadow")
+    aliases = read_aliases(repo.root / model)
+    aliases[alias] = Alias(alias, tuple(parsed), shadow)
+    write_aliases(repo.root / model, aliases)
+    console.print(f"{model}:{alias} → {aliases[alias].to_dict()}")

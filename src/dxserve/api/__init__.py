@@ -1,0 +1,1 @@
+"""The HTTP front: FastAPI only. Routes parse, authorize, call one service function, serialize."""

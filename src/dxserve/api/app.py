@@ -1,0 +1,54 @@
+"""``create_app``: the FastAPI application over a set of services. Nothing is built at import."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from dxserve import __version__
+from dxserve.api.errors import install_error_handlers
+from dxserve.api.middleware import RequestContext
+from dxserve.api.routes import v1, v2
+from dxserve.services import Services
+
+log = logging.getLogger("dxserve.api")
+
+
+def create_app(services: Services, load_models: bool = True) -> FastAPI:
+    """The app; on startup it loads the latest version of every model (when ``load_models``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if load_models:
+            for name in services.registry.repository.models():
+                loaded = await services.registry.load(name)
+                log.info("model ready", extra={"model": name, "version": loaded.ref.version})
+        app.state.ready = True
+        yield
+        app.state.ready = False
+        await services.close()
+
+    app = FastAPI(
+        title="dxserve",
+        version=__version__,
+        summary="Medical AI models as a service. Demo models are not for clinical use.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.ready = False
+    install_error_handlers(app)
+    app.include_router(v1.router)
+    app.include_router(v2.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_middleware(
+        RequestContext,
+        metrics=services.metrics,
+        max_body_bytes=int(services.settings.max_body_mb * 1024 * 1024),
+    )
+    return app

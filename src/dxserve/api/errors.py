@@ -1,0 +1,107 @@
+"""Domain errors → HTTP: one status table, resolved along the class hierarchy.
+
+Clinical routes answer RFC 9457 problem+json; Open Inference Protocol routes (``/v2``) answer
+``{"error": "..."}`` as KServe and Triton do. Bodies carry no patient data.
+"""
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from dxserve.core.security.principal import Forbidden, Unauthenticated
+from dxserve.errors import (
+    DatasetError,
+    DxError,
+    InvalidInput,
+    MissingDependency,
+    ModelIntegrityError,
+    ModelNotFound,
+    PayloadTooLarge,
+    UnsupportedMedia,
+)
+from dxserve.store.accounts import NotFound
+
+log = logging.getLogger("dxserve.api")
+
+STATUS: dict[type[DxError], int] = {
+    DxError: 500,
+    InvalidInput: 400,
+    DatasetError: 400,
+    UnsupportedMedia: 415,
+    PayloadTooLarge: 413,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    ModelNotFound: 404,
+    NotFound: 404,
+    ModelIntegrityError: 503,
+    MissingDependency: 503,
+}
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable request",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def status_of(error: DxError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def error_response(request: Request, status: int, code: str, detail: str) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if request.url.path.startswith("/v2"):
+        return JSONResponse({"error": detail}, status_code=status, headers=headers)
+    body = {
+        "type": f"urn:dxserve:problem:{code}",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "request_id": request_id,
+        "instance": request.url.path,
+    }
+    return JSONResponse(
+        body, status_code=status, headers=headers, media_type="application/problem+json"
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(DxError)
+    async def domain_error(request: Request, exc: DxError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500:
+            log.error("server error", extra={"code": exc.code, "error": exc.detail})
+        return error_response(request, status, exc.code, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        status = 400 if request.url.path.startswith("/v2") else 422
+        return error_response(request, status, "invalid_request", problems)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(request, exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(request, 500, "internal_error", "internal server error")

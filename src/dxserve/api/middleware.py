@@ -1,0 +1,122 @@
+"""ASGI middleware: request ids, body-size limit, one JSON log line and a latency sample a request."""
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from dxserve.observability import Metrics
+
+log = logging.getLogger("dxserve.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class RequestContext:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+
+        declared = headers.get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+            status = 413
+            await _too_large(scope, send, request_id, self.max_body_bytes)
+            self._log(scope, status, started, request_id)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            status = 413
+            await _too_large(scope, send, request_id, self.max_body_bytes)
+        finally:
+            self._log(scope, status, started, request_id)
+
+    def _log(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        elapsed = time.perf_counter() - started
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        self.metrics.http_duration.labels(scope["method"], route, str(status)).observe(elapsed)
+        state: dict[str, Any] = scope.get("state", {})
+        log.info(
+            "request",
+            extra={
+                "request_id": request_id,
+                "method": scope["method"],
+                "route": route,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "tenant_id": state.get("tenant_id"),
+            },
+        )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> None:
+    detail = f"request body is over the limit of {limit} bytes"
+    body: dict[str, object]
+    if scope["path"].startswith("/v2"):
+        body, media = {"error": detail}, b"application/json"
+    else:
+        body = {
+            "type": "urn:dxserve:problem:payload_too_large",
+            "title": "Payload too large",
+            "status": 413,
+            "detail": detail,
+            "code": "payload_too_large",
+            "request_id": request_id,
+            "instance": scope["path"],
+        }
+        media = b"application/problem+json"
+    payload = json.dumps(body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", media),
+                (b"content-length", str(len(payload)).encode()),
+                (b"x-request-id", request_id.encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,148 @@
+"""The Open Inference Protocol's wire format, including the binary tensor data extension.
+
+A request body is JSON, or — when ``Inference-Header-Content-Length`` is set — that many bytes of
+JSON followed by the raw bytes of the inputs that declare ``parameters.binary_data_size``, in
+order. Outputs come back as JSON data or, when asked (``binary_data`` per output or
+``binary_data_output`` for all), as raw bytes after the JSON header in the same way.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dxserve.errors import InvalidInput
+
+HEADER_LENGTH = "inference-header-content-length"
+
+DTYPES: dict[str, np.dtype[Any]] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+}
+DATATYPE_OF = {dtype: name for name, dtype in DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class InferInput:
+    name: str
+    datatype: str
+    array: np.ndarray
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    inputs: list[InferInput]
+    outputs: dict[str, bool]  # requested output name → binary?
+    binary_default: bool
+
+
+def parse_request(body: bytes, header_length: str | None) -> InferRequest:
+    """Decode an inference request body (JSON, or JSON header + binary tensors)."""
+    if header_length is not None:
+        if not header_length.isdigit() or int(header_length) > len(body):
+            raise InvalidInput("Inference-Header-Content-Length does not fit the body")
+        split = int(header_length)
+        header, binary = body[:split], memoryview(body)[split:]
+    else:
+        header, binary = body, memoryview(b"")
+    try:
+        payload = json.loads(header)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InvalidInput("request header is not valid JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise InvalidInput("request needs an 'inputs' list")
+    inputs, offset = [], 0
+    for spec in payload["inputs"]:
+        array, used = _input_array(spec, binary[offset:])
+        offset += used
+        inputs.append(InferInput(spec["name"], spec["datatype"], array))
+    if offset != len(binary):
+        raise InvalidInput("binary data is longer than the inputs declare")
+    parameters = payload.get("parameters") or {}
+    binary_default = bool(parameters.get("binary_data_output", False))
+    outputs = {
+        o["name"]: bool((o.get("parameters") or {}).get("binary_data", binary_default))
+        for o in payload.get("outputs") or []
+        if isinstance(o, dict) and isinstance(o.get("name"), str)
+    }
+    request_id = payload.get("id")
+    return InferRequest(
+        str(request_id) if request_id is not None else None, inputs, outputs, binary_default
+    )
+
+
+def _input_array(spec: Any, binary: memoryview) -> tuple[np.ndarray, int]:
+    if not isinstance(spec, dict) or not {"name", "datatype", "shape"} <= set(spec):
+        raise InvalidInput("each input needs name, datatype and shape")
+    name, datatype, shape = spec["name"], spec["datatype"], spec["shape"]
+    if datatype not in DTYPES:
+        raise InvalidInput(f"input {name!r}: unsupported datatype {datatype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
+    dtype = DTYPES[datatype]
+    count = int(np.prod(shape)) if shape else 1
+    size = (spec.get("parameters") or {}).get("binary_data_size")
+    if size is not None:
+        if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):
+            raise InvalidInput(f"input {name!r}: binary_data_size does not match shape and data")
+        return np.frombuffer(binary[:size], dtype=dtype).reshape(shape), size
+    if "data" not in spec:
+        raise InvalidInput(f"input {name!r} has neither data nor binary_data_size")
+    try:
+        array = np.asarray(spec["data"], dtype=dtype)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"input {name!r}: data is not {datatype}") from None
+    if array.size != count:
+        raise InvalidInput(f"input {name!r}: {array.size} values do not fill shape {shape}")
+    return array.reshape(shape), 0
+
+
+def encode_response(
+    model: str, version: int, request: InferRequest, outputs: dict[str, np.ndarray]
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its extra headers."""
+    wanted = request.outputs or dict.fromkeys(outputs, request.binary_default)
+    unknown = set(wanted) - set(outputs)
+    if unknown:
+        raise InvalidInput(f"unknown output(s): {', '.join(sorted(unknown))}")
+    entries, chunks = [], []
+    for name, binary in wanted.items():
+        array = np.ascontiguousarray(outputs[name])
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": DATATYPE_OF[array.dtype],
+            "shape": list(array.shape),
+        }
+        if binary:
+            raw = array.tobytes()
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            chunks.append(raw)
+        else:
+            entry["data"] = array.reshape(-1).tolist()
+        entries.append(entry)
+    response: dict[str, Any] = {
+        "model_name": model,
+        "model_version": str(version),
+        "outputs": entries,
+    }
+    if request.id is not None:
+        response["id"] = request.id
+    header = json.dumps(response).encode()
+    if not chunks:
+        return header, {"content-type": "application/json"}
+    return header + b"".join(chunks), {
+        "content-type": "application/octet-stream",
+        "inference-header-content-length": str(len(header)),
+    }

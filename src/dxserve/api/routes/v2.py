@@ -1,0 +1,197 @@
+"""The Open Inference Protocol (KServe V2 / Triton HTTP), so tritonclient works unchanged."""
+
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter, Request, Response
+
+from dxserve import __version__
+from dxserve.api.deps import CurrentPrincipal, ServicesDep
+from dxserve.api.oip import HEADER_LENGTH, encode_response, parse_request
+from dxserve.core.runtime.manifest import Manifest
+from dxserve.core.runtime.repository import ModelRef
+from dxserve.core.security.principal import Permission
+from dxserve.errors import InvalidInput, ModelNotFound
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+
+TRITON_TYPES = {
+    "FP32": "TYPE_FP32",
+    "FP16": "TYPE_FP16",
+    "INT64": "TYPE_INT64",
+    "UINT8": "TYPE_UINT8",
+}
+
+
+@router.get("")
+async def server_metadata() -> dict[str, Any]:
+    """Server name, version and protocol extensions."""
+    return {
+        "name": "dxserve",
+        "version": __version__,
+        "extensions": ["binary_tensor_data", "model_repository"],
+    }
+
+
+@router.get("/health/live")
+async def live() -> dict[str, Any]:
+    """The process answers."""
+    return {"live": True}
+
+
+@router.get("/health/ready")
+async def ready(request: Request, services: ServicesDep) -> Response:
+    """Ready once startup finished loading the models."""
+    ok = bool(getattr(request.app.state, "ready", False))
+    return Response(status_code=200 if ok else 503)
+
+
+def _ref(services: ServicesDep, name: str, version: str | None) -> ModelRef:
+    if version is not None and not version.isdigit():
+        raise ModelNotFound(f"model {name!r} has no version {version!r}")
+    return services.registry.repository.resolve(name, int(version) if version else None)
+
+
+def _metadata(services: ServicesDep, ref: ModelRef) -> dict[str, Any]:
+    manifest = ref.manifest()
+    return {
+        "name": ref.name,
+        "versions": [str(v) for v in services.registry.repository.versions(ref.name)],
+        "platform": "onnxruntime_onnx",
+        "inputs": [
+            {"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in manifest.inputs
+        ],
+        "outputs": [
+            {"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in manifest.outputs
+        ],
+    }
+
+
+def _config(manifest: Manifest, services: ServicesDep) -> dict[str, Any]:
+    settings = services.settings
+    delay_ms = settings.max_queue_delay_ms
+    delay_ms = manifest.max_queue_delay_ms if delay_ms is None else delay_ms
+
+    def tensor(t: Any, image: bool) -> dict[str, Any]:
+        entry = {"name": t.name, "data_type": TRITON_TYPES[t.datatype], "dims": t.shape[1:]}
+        if image:
+            entry["format"] = "FORMAT_NCHW"
+        return entry
+
+    return {
+        "name": manifest.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": settings.max_batch_size or manifest.max_batch_size,
+        "input": [tensor(t, len(t.shape) == 4) for t in manifest.inputs],
+        "output": [tensor(t, False) for t in manifest.outputs],
+        "dynamic_batching": {"max_queue_delay_microseconds": int(delay_ms * 1000)},
+        "version_policy": {"all": {}},
+        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
+    }
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+async def model_metadata(
+    name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
+) -> dict[str, Any]:
+    """Inputs and outputs of a model (version)."""
+    return _metadata(services, _ref(services, name, version))
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(
+    name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
+) -> Response:
+    """200 when the version is loaded, 400 otherwise (as Triton)."""
+    ref = _ref(services, name, version)
+    loaded = services.registry.is_loaded(ref.name, ref.version)
+    return Response(status_code=200 if loaded else 400)
+
+
+@router.get("/models/{name}/config")
+@router.get("/models/{name}/versions/{version}/config")
+async def model_config(
+    name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
+) -> dict[str, Any]:
+    """Triton's model configuration, as JSON."""
+    return _config(_ref(services, name, version).manifest(), services)
+
+
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer(
+    name: str,
+    request: Request,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    version: str | None = None,
+) -> Response:
+    """Run the model on tensors (JSON or binary tensor data)."""
+    principal.require(Permission.infer)
+    parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
+    ref = _ref(services, name, version)
+    manifest = ref.manifest()
+    tensor = _model_input(parsed.inputs, manifest, services)
+    used, outputs = await services.infer(principal, ref.name, ref.version, tensor)
+    body, headers = encode_response(ref.name, used, parsed, outputs)
+    return Response(body, headers=headers)
+
+
+def _model_input(inputs: list[Any], manifest: Manifest, services: ServicesDep) -> np.ndarray:
+    (spec,) = manifest.inputs
+    if len(inputs) != 1 or inputs[0].name != spec.name:
+        raise InvalidInput(f"model {manifest.name!r} takes one input named {spec.name!r}")
+    given = inputs[0]
+    if given.datatype != spec.datatype:
+        raise InvalidInput(f"input {spec.name!r} must be {spec.datatype}, not {given.datatype}")
+    shape = list(given.array.shape)
+    if len(shape) != len(spec.shape) or any(
+        want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
+    ):
+        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape}, not {shape}")
+    limit = services.settings.max_batch_size or manifest.max_batch_size
+    if not 1 <= shape[0] <= limit:
+        raise InvalidInput(f"batch size must be between 1 and {limit}")
+    return given.array
+
+
+@router.post("/repository/index")
+async def repository_index(
+    principal: CurrentPrincipal, services: ServicesDep
+) -> list[dict[str, Any]]:
+    """Every model version in the repository and whether it is loaded."""
+    registry = services.registry
+    return [
+        {
+            "name": name,
+            "version": str(v),
+            "state": "READY" if registry.is_loaded(name, v) else "UNAVAILABLE",
+            "reason": "" if registry.is_loaded(name, v) else "unloaded",
+        }
+        for name in registry.repository.models()
+        for v in registry.repository.versions(name)
+    ]
+
+
+@router.post("/repository/models/{name}/load")
+async def load_model(
+    name: str, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    """Load a model's latest version."""
+    principal.require(Permission.manage_models)
+    await services.registry.load(name)
+    return {}
+
+
+@router.post("/repository/models/{name}/unload")
+async def unload_model(
+    name: str, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    """Unload every loaded version of a model."""
+    principal.require(Permission.manage_models)
+    services.registry.repository.resolve(name)
+    await services.registry.unload(name)
+    return {}

@@ -1,0 +1,45 @@
+"""A diagnosis: the model's finding for one study, frame by frame and aggregated."""
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+AGGREGATION = "mean of frame probabilities, compared with the threshold"
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    index: int
+    probability: float
+    label: str
+
+
+@dataclass(frozen=True)
+class ShadowResult:
+    """What a shadow version said (recorded, never returned as the answer)."""
+
+    version: int
+    probability: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The answer for one study from one model version."""
+
+    model: str
+    version: int
+    alias: str | None
+    label: str
+    probability: float
+    threshold: float
+    labels: list[str]
+    frames: list[FrameResult]
+    intended_use: str
+    not_for_clinical_use: bool
+    warning: str | None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    shadow: ShadowResult | None = None
+    aggregation: str = AGGREGATION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,42 @@
+"""Composition root: build the stores, the runtime and the services, then the app."""
+
+from fastapi import FastAPI
+
+from dxserve.api.app import create_app
+from dxserve.core.runtime.registry import ModelRegistry
+from dxserve.core.runtime.repository import ModelRepository
+from dxserve.observability import Metrics
+from dxserve.services import Services
+from dxserve.settings import Settings
+from dxserve.store.accounts import Accounts
+from dxserve.store.blobs import BlobStore
+from dxserve.store.database import make_engine, migrate
+from dxserve.store.diagnoses import Diagnoses
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything the API needs, from settings; migrates the database."""
+    engine = make_engine(settings.database)
+    migrate(engine)
+    metrics = Metrics()
+    registry = ModelRegistry(
+        ModelRepository(settings.repository),
+        memory_budget_bytes=settings.memory_budget_mb << 20,
+        threads=settings.ort_threads,
+        max_batch_size=settings.max_batch_size,
+        max_queue_delay_ms=settings.max_queue_delay_ms,
+        on_batch=metrics.on_batch,
+    )
+    return Services(
+        settings=settings,
+        registry=registry,
+        accounts=Accounts(engine),
+        diagnoses=Diagnoses(engine),
+        blobs=BlobStore(settings.data_dir / "blobs"),
+        metrics=metrics,
+    )
+
+
+def build_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app for ``settings`` (from the environment when omitted)."""
+    return create_app(build_services(settings or Settings()))

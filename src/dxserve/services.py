@@ -1,0 +1,75 @@
+"""The data plane every front end shares: diagnose a study, run an OIP inference.
+
+Built once by :mod:`dxserve.server` (the composition root) and handed to the API.
+"""
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dxserve.core.intake.decode import decode_bytes
+from dxserve.core.pipeline import diagnose
+from dxserve.core.runtime.registry import ModelRegistry
+from dxserve.core.security.principal import Permission, Principal
+from dxserve.errors import InvalidInput
+from dxserve.observability import Metrics
+from dxserve.settings import Settings
+from dxserve.store.accounts import Accounts
+from dxserve.store.blobs import BlobStore
+from dxserve.store.diagnoses import Diagnoses, StoredInput
+
+# Frames of a cine the model sees (evenly spaced); the study result aggregates them.
+MAX_FRAMES = 32
+
+
+@dataclass
+class Services:
+    settings: Settings
+    registry: ModelRegistry
+    accounts: Accounts
+    diagnoses: Diagnoses
+    blobs: BlobStore
+    metrics: Metrics
+
+    async def diagnose(
+        self, principal: Principal, data: bytes, media_type: str, model: str | None
+    ) -> dict[str, Any]:
+        """Decode, diagnose, store the input and record the result; the stored record."""
+        principal.require(Permission.diagnose)
+        if not data:
+            raise InvalidInput("the request has no image")
+        selection = await self.registry.select(model or self.settings.default_model)
+        ref = selection.primary.ref
+        try:
+            frames = await asyncio.to_thread(decode_bytes, data)
+            result = await diagnose(selection, frames, MAX_FRAMES)
+        except Exception:
+            self.metrics.request(ref, ok=False)
+            raise
+        self.metrics.request(ref, ok=True)
+        digest = await asyncio.to_thread(self.blobs.put, data)
+        stored = StoredInput(digest, media_type, len(data))
+        return await self.diagnoses.add(
+            principal.tenant_id, principal.key_id, result.to_dict(), stored
+        )
+
+    async def infer(
+        self, principal: Principal, name: str, version: int | None, tensor: np.ndarray
+    ) -> tuple[int, dict[str, np.ndarray]]:
+        """Run raw model input through the batcher; the version used and every output."""
+        principal.require(Permission.infer)
+        ref = self.registry.repository.resolve(name, version)
+        loaded = await self.registry.get(ref.name, ref.version)
+        try:
+            outputs, _, _ = await loaded.batcher.infer(tensor)
+        except Exception:
+            self.metrics.request(ref, ok=False)
+            raise
+        self.metrics.request(ref, ok=True)
+        return ref.version, outputs
+
+    async def close(self) -> None:
+        await self.registry.close()
+        await asyncio.to_thread(self.diagnoses.close)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables and their stores, Alembic migrations, the blob store."""

@@ -1,0 +1,115 @@
+"""Diagnoses of a tenant: written by group commit, read newest first with cursor pagination.
+
+Every read takes the caller's tenant id: isolation is enforced here, not in the routes.
+"""
+
+import base64
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy.orm import Session
+
+from dxserve.errors import InvalidInput
+from dxserve.store.accounts import NotFound, as_utc
+from dxserve.store.group_commit import GroupCommitter
+from dxserve.store.tables import DiagnosisRow, utcnow
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    sha256: str
+    media_type: str
+    size: int
+
+
+class Diagnoses:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.writer = GroupCommitter(engine, DiagnosisRow.__table__)  # type: ignore[arg-type]
+
+    async def add(
+        self, tenant_id: str, key_id: str, result: dict[str, Any], stored: StoredInput
+    ) -> dict[str, Any]:
+        """Record a diagnosis; returns it with its ``id`` and ``created`` time."""
+        created = utcnow()
+        diagnosis_id = uuid.uuid4().hex
+        record = {
+            "id": diagnosis_id,
+            "created": created.isoformat(),
+            **result,
+            "input": {
+                "media_type": stored.media_type,
+                "sha256": stored.sha256,
+                "bytes": stored.size,
+            },
+        }
+        await self.writer.insert(
+            {
+                "id": diagnosis_id,
+                "tenant_id": tenant_id,
+                "key_id": key_id,
+                "model": result["model"],
+                "version": result["version"],
+                "label": result["label"],
+                "probability": result["probability"],
+                "input_sha256": stored.sha256,
+                "input_media_type": stored.media_type,
+                "input_bytes": stored.size,
+                "result": json.dumps(record),
+                "created_at": created,
+            }
+        )
+        return record
+
+    def get(self, tenant_id: str, diagnosis_id: str) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            row = session.scalar(
+                select(DiagnosisRow).where(
+                    DiagnosisRow.id == diagnosis_id, DiagnosisRow.tenant_id == tenant_id
+                )
+            )
+        if row is None:
+            raise NotFound("no such diagnosis")
+        return json.loads(row.result)
+
+    def page(
+        self, tenant_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to ``limit`` diagnoses, newest first, after ``cursor``; and the next cursor."""
+        query = select(DiagnosisRow).where(DiagnosisRow.tenant_id == tenant_id)
+        if cursor:
+            created, last_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    DiagnosisRow.created_at < created,
+                    and_(DiagnosisRow.created_at == created, DiagnosisRow.id < last_id),
+                )
+            )
+        query = query.order_by(DiagnosisRow.created_at.desc(), DiagnosisRow.id.desc())
+        with Session(self.engine) as session:
+            rows = list(session.scalars(query.limit(limit + 1)))
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
+        return [json.loads(r.result) for r in rows], next_cursor
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _encode_cursor(created: dt.datetime, diagnosis_id: str) -> str:
+    raw = json.dumps([as_utc(created).isoformat(), diagnosis_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, diagnosis_id = json.loads(raw)
+        return dt.datetime.fromisoformat(created), str(diagnosis_id)
+    except (ValueError, TypeError):
+        raise InvalidInput("invalid cursor") from None

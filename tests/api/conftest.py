@@ -1,0 +1,43 @@
+"""An app over a real SQLite database, blob store and model repository, and keys for two tenants."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dxserve.api.app import create_app
+from dxserve.core.security.principal import Role
+from dxserve.server import build_services
+from dxserve.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Settings:
+    data = tmp_path_factory.mktemp("data")
+    return Settings(data_dir=data, model_repository=trained_repo, max_body_mb=2)
+
+
+@pytest.fixture(scope="module")
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(build_services(settings))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def keys(client: TestClient) -> dict[str, str]:
+    """Bearer headers by name: admin, clinician, service (tenant A) and other (tenant B)."""
+    accounts = client.app.state.services.accounts  # type: ignore[attr-defined]
+    accounts.create_tenant("hospital-a")
+    accounts.create_tenant("hospital-b")
+    tokens = {
+        "admin": accounts.create_key("hospital-a", Role.admin)[1],
+        "clinician": accounts.create_key("hospital-a", Role.clinician)[1],
+        "service": accounts.create_key("hospital-a", Role.service)[1],
+        "other": accounts.create_key("hospital-b", Role.clinician)[1],
+    }
+    return tokens
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

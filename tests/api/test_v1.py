@@ -1,0 +1,223 @@
+"""The clinical API through the real app: auth, diagnoses in every format, isolation, errors."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from dxserve.phantoms.generate import generate
+from tests.api.conftest import auth
+
+PROBLEM = "application/problem+json"
+
+
+def png(phantom_dir: Path, label: str = "abnormal") -> bytes:
+    return next((phantom_dir / label).glob("*.png")).read_bytes()
+
+
+def assert_problem(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == status and body["code"] == code
+    assert body["request_id"] == response.headers["x-request-id"]
+
+
+def test_diagnose_a_png(client: TestClient, keys: dict[str, str], phantom_dir: Path) -> None:
+    response = client.post(
+        "/v1/diagnoses",
+        content=png(phantom_dir),
+        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert response.headers["location"] == f"/v1/diagnoses/{body['id']}"
+    assert body["model"] == "echo-cnn" and body["version"] == 1
+    assert body["label"] in ("normal", "abnormal") and 0 <= body["probability"] <= 1
+    assert body["threshold"] == 0.5 and len(body["frames"]) == 1
+    assert body["not_for_clinical_use"] is True and "Not for clinical use" in body["warning"]
+    assert set(body["timings_ms"]) == {"preprocess", "queue", "inference", "total"}
+    assert body["input"]["media_type"] == "image/png" and body["input"]["bytes"] > 0
+    blobs = client.app.state.services.blobs  # type: ignore[attr-defined]
+    assert blobs.get(body["input"]["sha256"]) == png(phantom_dir)
+    again = client.get(f"/v1/diagnoses/{body['id']}", headers=auth(keys["clinician"]))
+    assert again.json() == body
+
+
+def test_diagnose_multipart_dicom_cine(
+    client: TestClient, keys: dict[str, str], tmp_path: Path
+) -> None:
+    generate(tmp_path, n=2, seed=3, size=128, fmt="dicom", frames=4, workers=1)
+    dcm = next((tmp_path / "abnormal").glob("*.dcm")).read_bytes()
+    response = client.post(
+        "/v1/diagnoses",
+        files={"file": ("study.dcm", dcm, "application/dicom")},
+        data={"model": "echo-cnn:1"},
+        headers=auth(keys["service"]),
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert len(body["frames"]) == 4
+    assert body["probability"] == pytest.approx(np.mean([f["probability"] for f in body["frames"]]))
+    assert body["input"]["media_type"] == "application/dicom"
+
+
+def test_diagnose_jpeg_and_pydicom_ultrasound(client: TestClient, keys: dict[str, str]) -> None:
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((200, 300, 3), 60, dtype=np.uint8)).save(buffer, format="JPEG")
+    response = client.post(
+        "/v1/diagnoses",
+        content=buffer.getvalue(),
+        headers={**auth(keys["clinician"]), "Content-Type": "image/jpeg"},
+    )
+    assert response.status_code == 201, response.text
+    us = Path(get_testdata_file("examples_ybr_color.dcm", download=False)).read_bytes()
+    response = client.post(
+        "/v1/diagnoses",
+        content=us,
+        headers={**auth(keys["clinician"]), "Content-Type": "application/dicom"},
+    )
+    assert response.status_code == 201, response.text
+    assert len(response.json()["frames"]) == 30
+
+
+def test_authentication_is_required(client: TestClient, phantom_dir: Path) -> None:
+    for headers in ({}, {"Authorization": "Bearer dxs_nope_nope"}, {"Authorization": "Basic abc"}):
+        response = client.post(
+            "/v1/diagnoses", content=b"x", headers={**headers, "Content-Type": "image/png"}
+        )
+        assert_problem(response, 401, "unauthenticated")
+        assert response.headers["www-authenticate"] == "Bearer"
+    assert_problem(client.get("/v1/diagnoses"), 401, "unauthenticated")
+    assert_problem(client.get("/v1/models"), 401, "unauthenticated")
+
+
+def test_a_tenant_sees_only_its_own_diagnoses(
+    client: TestClient, keys: dict[str, str], phantom_dir: Path
+) -> None:
+    created = client.post(
+        "/v1/diagnoses",
+        content=png(phantom_dir, "normal"),
+        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+    ).json()
+    other = client.get(f"/v1/diagnoses/{created['id']}", headers=auth(keys["other"]))
+    assert_problem(other, 404, "not_found")
+    listing = client.get("/v1/diagnoses", headers=auth(keys["other"])).json()
+    assert all(item["id"] != created["id"] for item in listing["items"])
+    own = client.get("/v1/diagnoses?limit=200", headers=auth(keys["admin"])).json()
+    assert created["id"] in [item["id"] for item in own["items"]]
+
+
+def test_pagination_newest_first(
+    client: TestClient, keys: dict[str, str], phantom_dir: Path
+) -> None:
+    ids = [
+        client.post(
+            "/v1/diagnoses",
+            content=png(phantom_dir),
+            headers={**auth(keys["admin"]), "Content-Type": "image/png"},
+        ).json()["id"]
+        for _ in range(5)
+    ]
+    first = client.get("/v1/diagnoses?limit=3", headers=auth(keys["admin"])).json()
+    second = client.get(
+        f"/v1/diagnoses?limit=3&cursor={first['next_cursor']}", headers=auth(keys["admin"])
+    ).json()
+    newest = [item["id"] for item in first["items"] + second["items"]][:5]
+    assert newest == list(reversed(ids))
+    assert_problem(
+        client.get("/v1/diagnoses?cursor=zzz", headers=auth(keys["admin"])), 400, "invalid_input"
+    )
+    assert_problem(
+        client.get("/v1/diagnoses?limit=0", headers=auth(keys["admin"])), 422, "invalid_request"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type", "status", "code"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, "image/png", 415, "unsupported_media"),
+        (b"hello", "text/plain", 415, "unsupported_media"),
+        (b"", "image/png", 400, "invalid_input"),
+        (b"%PDF-1.4", "application/dicom", 415, "unsupported_media"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx(
+    client: TestClient,
+    keys: dict[str, str],
+    content: bytes,
+    content_type: str,
+    status: int,
+    code: str,
+) -> None:
+    response = client.post(
+        "/v1/diagnoses",
+        content=content,
+        headers={**auth(keys["clinician"]), "Content-Type": content_type},
+    )
+    assert_problem(response, status, code)
+
+
+def test_dicom_without_pixels_and_unknown_model(
+    client: TestClient, keys: dict[str, str], phantom_dir: Path
+) -> None:
+    rtplan = Path(get_testdata_file("rtplan.dcm", download=False)).read_bytes()
+    response = client.post(
+        "/v1/diagnoses",
+        content=rtplan,
+        headers={**auth(keys["clinician"]), "Content-Type": "application/dicom"},
+    )
+    assert_problem(response, 415, "unsupported_media")
+    response = client.post(
+        "/v1/diagnoses?model=nope",
+        content=png(phantom_dir),
+        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+    )
+    assert_problem(response, 404, "model_not_found")
+    response = client.post(
+        "/v1/diagnoses",
+        files={"other": ("a.png", png(phantom_dir), "image/png")},
+        headers=auth(keys["clinician"]),
+    )
+    assert_problem(response, 400, "invalid_input")
+
+
+def test_body_over_the_limit_is_413(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.post(
+        "/v1/diagnoses",
+        content=b"\0" * (3 * 1024 * 1024),
+        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+    )
+    assert_problem(response, 413, "payload_too_large")
+
+
+def test_models_and_their_cards(client: TestClient, keys: dict[str, str]) -> None:
+    models = client.get("/v1/models", headers=auth(keys["clinician"])).json()["models"]
+    assert [m["name"] for m in models] == ["echo-cnn"]
+    assert models[0]["versions"] == [1] and models[0]["loaded"] == [1]
+    model = client.get("/v1/models/echo-cnn", headers=auth(keys["clinician"])).json()
+    card = model["manifests"]["1"]
+    assert card["parameters"] == 3_705_921 and card["not_for_clinical_use"] is True
+    assert_problem(
+        client.get("/v1/models/nope", headers=auth(keys["clinician"])), 404, "model_not_found"
+    )
+
+
+def test_request_ids_and_metrics(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.get("/v1/models", headers={**auth(keys["admin"]), "X-Request-ID": "abc-123"})
+    assert response.headers["x-request-id"] == "abc-123"
+    metrics = client.get("/metrics").text
+    assert 'dxserve_inference_request_success_total{model="echo-cnn",version="1"}' in metrics
+    assert "dxserve_inference_exec_count_total" in metrics
+    assert 'route="/v1/diagnoses"' in metrics
+
+
+def test_openapi_documents_the_routes(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/diagnoses", "/v1/diagnoses/{diagnosis_id}", "/v2/models/{name}/infer"} <= set(
+        paths
+    )
