@@ -12,11 +12,11 @@ $(BIN)/python:
 
 # torch is pinned in the train extra (a CPU build); the stamps re-install when pyproject changes.
 $(VENV)/.serve-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train]'
+	$(PIP) install -e '.[train,postgres]'
 	touch $@
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install -e '.[train,dev]'
+	$(PIP) install -e '.[train,postgres,dev]'
 	touch $@ $(VENV)/.serve-installed
 
 serve: $(VENV)/.serve-installed
@@ -34,7 +34,11 @@ lint: $(VENV)/.dev-installed
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# benchmarks/serve.py drives the server with wrk (Debian package `wrk`).
 bench: $(VENV)/.dev-installed
+	command -v wrk >/dev/null || apt-get install -y wrk
+	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py
 

@@ -38,7 +38,7 @@ def main() -> None:
     table.add_row(
         f"{cores} processes", f"{multi:.1f}", f"{5000 / multi:.0f}", f"{multi / single:.2f}"
     )
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ def main() -> None:
             " ".join(f"{v:.0f}" for v in runs[name]),
             f"{best[name] / best['bare']:.3f}",
         )
-    Console().print(table)
+    Console(width=150).print(table)
     print(f"dxserve/bare ratio: {best['dxserve'] / best['bare']:.3f} (target ≥ 0.95)")
 
 

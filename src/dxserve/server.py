@@ -23,6 +23,7 @@ def build_services(settings: Settings) -> Services:
         ModelRepository(settings.repository),
         memory_budget_bytes=settings.memory_budget_mb << 20,
         threads=settings.ort_threads,
+        instances=settings.model_instances,
         max_batch_size=settings.max_batch_size,
         max_queue_delay_ms=settings.max_queue_delay_ms,
         on_batch=metrics.on_batch,

@@ -40,9 +40,17 @@ class Settings(BaseSettings):
     max_queue_delay_ms: float | None = Field(
         default=None, description="Overrides every manifest's dynamic-batching max queue delay."
     )
+    model_instances: int = Field(
+        default=1,
+        ge=1,
+        description="Batches of one model version that may run at once (Triton's instance "
+        "count). More than one helps on machines with cores to spare; on 2 cores one instance "
+        "with both cores measured best (benchmarks/serve.py).",
+    )
     ort_threads: int = Field(
         default=0,
-        description="ONNX Runtime intra-op threads per model session (0: one per physical core).",
+        description="ONNX Runtime intra-op threads per model session (0: the cores shared out "
+        "among the instances).",
     )
     max_body_mb: float = Field(default=64.0, description="Largest request body accepted.")
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")

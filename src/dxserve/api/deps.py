@@ -26,7 +26,10 @@ async def current_principal(
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer API key (Authorization: Bearer <key>)")
-    principal = await asyncio.to_thread(services.accounts.authenticate, token.strip())
+    token = token.strip()
+    principal = services.accounts.cached(token)
+    if principal is None:
+        principal = await asyncio.to_thread(services.accounts.authenticate, token)
     request.state.tenant_id = principal.tenant_id
     return principal
 

@@ -77,3 +77,23 @@ def test_an_oversized_request_runs_alone() -> None:
 
     asyncio.run(main())
     assert calls == [10]
+
+
+def test_instances_run_batches_side_by_side() -> None:
+    active, peak = 0, 0
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        time.sleep(0.03)
+        active -= 1
+        return {"y": x}
+
+    async def main() -> None:
+        batcher = DynamicBatcher(run, max_batch_size=2, max_queue_delay_s=0.0, instances=2)
+        await asyncio.gather(*(batcher.infer(np.ones((1, 1))) for _ in range(8)))
+        await batcher.close()
+
+    asyncio.run(main())
+    assert peak == 2

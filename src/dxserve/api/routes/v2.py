@@ -2,7 +2,6 @@
 
 from typing import Any
 
-import numpy as np
 from fastapi import APIRouter, Request, Response
 
 from dxserve import __version__
@@ -11,7 +10,7 @@ from dxserve.api.oip import HEADER_LENGTH, encode_response, parse_request
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.repository import ModelRef
 from dxserve.core.security.principal import Permission
-from dxserve.errors import InvalidInput, ModelNotFound
+from dxserve.errors import ModelNotFound
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -87,7 +86,7 @@ def _config(manifest: Manifest, services: ServicesDep) -> dict[str, Any]:
         "output": [tensor(t, False) for t in manifest.outputs],
         "dynamic_batching": {"max_queue_delay_microseconds": int(delay_ms * 1000)},
         "version_policy": {"all": {}},
-        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
+        "instance_group": [{"kind": "KIND_CPU", "count": settings.model_instances}],
     }
 
 
@@ -131,31 +130,14 @@ async def infer(
 ) -> Response:
     """Run the model on tensors (JSON or binary tensor data)."""
     principal.require(Permission.infer)
+    if version is not None and not version.isdigit():
+        raise ModelNotFound(f"model {name!r} has no version {version!r}")
     parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
-    ref = _ref(services, name, version)
-    manifest = ref.manifest()
-    tensor = _model_input(parsed.inputs, manifest, services)
-    used, outputs = await services.infer(principal, ref.name, ref.version, tensor)
-    body, headers = encode_response(ref.name, used, parsed, outputs)
+    used, outputs = await services.infer(
+        principal, name, int(version) if version else None, list(parsed.inputs)
+    )
+    body, headers = encode_response(name, used, parsed, outputs)
     return Response(body, headers=headers)
-
-
-def _model_input(inputs: list[Any], manifest: Manifest, services: ServicesDep) -> np.ndarray:
-    (spec,) = manifest.inputs
-    if len(inputs) != 1 or inputs[0].name != spec.name:
-        raise InvalidInput(f"model {manifest.name!r} takes one input named {spec.name!r}")
-    given = inputs[0]
-    if given.datatype != spec.datatype:
-        raise InvalidInput(f"input {spec.name!r} must be {spec.datatype}, not {given.datatype}")
-    shape = list(given.array.shape)
-    if len(shape) != len(spec.shape) or any(
-        want not in (-1, got) for want, got in zip(spec.shape, shape, strict=True)
-    ):
-        raise InvalidInput(f"input {spec.name!r} must have shape {spec.shape}, not {shape}")
-    limit = services.settings.max_batch_size or manifest.max_batch_size
-    if not 1 <= shape[0] <= limit:
-        raise InvalidInput(f"batch size must be between 1 and {limit}")
-    return given.array
 
 
 @router.post("/repository/index")

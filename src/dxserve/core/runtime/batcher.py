@@ -2,8 +2,10 @@
 
 Each request brings ``n ≥ 1`` rows; the batcher waits for the first, gathers more until
 ``max_batch_size`` rows or ``max_queue_delay`` has passed, runs them in one call in a worker
-thread (ONNX Runtime releases the GIL) and hands each caller its own rows back. While one batch
-runs, the next one fills — so under load, batches grow by themselves.
+thread (ONNX Runtime releases the GIL) and hands each caller its own rows back. Up to
+``instances`` batches run at once (Triton's instance count); while they run, the next batch
+fills — so under load batches grow by themselves, and the model is not left idle while answers
+travel back to the clients.
 """
 
 import asyncio
@@ -45,15 +47,21 @@ class DynamicBatcher:
         max_batch_size: int,
         max_queue_delay_s: float,
         on_batch: Callable[[int, float, float], None] | None = None,
+        instances: int = 1,
     ) -> None:
         self._run = run
+        self.instances = max(1, instances)
+        self._slots = asyncio.Semaphore(self.instances)
+        self._running: set[asyncio.Task[None]] = set()
         self.max_batch_size = max(1, max_batch_size)
         self.max_queue_delay_s = max(0.0, max_queue_delay_s)
         self._on_batch = on_batch
         self._pending: deque[_Pending] = deque()
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dxserve-batch")
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.instances, thread_name_prefix="dxserve-batch"
+        )
         self.stats = BatchStats()
 
     async def infer(self, rows: np.ndarray) -> tuple[Outputs, float, float]:
@@ -69,6 +77,7 @@ class DynamicBatcher:
 
     async def _loop(self) -> None:
         while True:
+            await self._slots.acquire()  # collect the next batch while the others run
             while not self._pending:
                 self._arrived.clear()
                 await self._arrived.wait()
@@ -87,9 +96,17 @@ class DynamicBatcher:
             while self._pending and size + len(self._pending[0].rows) <= self.max_batch_size:
                 size += len(self._pending[0].rows)
                 batch.append(self._pending.popleft())
-            await self._execute(batch)
+            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
     async def _execute(self, batch: list[_Pending]) -> None:
+        try:
+            await self._execute_batch(batch)
+        finally:
+            self._slots.release()
+
+    async def _execute_batch(self, batch: list[_Pending]) -> None:
         started = time.perf_counter()
         inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
         try:
@@ -121,6 +138,9 @@ class DynamicBatcher:
 
     async def close(self) -> None:
         """Stop the batching task and its worker thread."""
+        for running in list(self._running):
+            with contextlib.suppress(Exception):
+                await running
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,8 @@ class OnnxModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        # Idle ORT threads would otherwise spin, taking the cores the HTTP event loop needs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path: Path = self.manifest.verify(ref.path)
         self.session = ort.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]

@@ -6,7 +6,9 @@ are unloaded first.
 """
 
 import asyncio
+import os
 import random
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from dxserve.core.runtime.onnx import OnnxModel
 from dxserve.core.runtime.repository import ModelRef, ModelRepository
 from dxserve.errors import InvalidInput, ModelNotFound
 
+LATEST_TTL_S = 1.0
 # A session holds the weights once more than the file, plus arena and activations.
 MEMORY_FACTOR = 2.0
 
@@ -53,6 +56,7 @@ class ModelRegistry:
         repository: ModelRepository,
         memory_budget_bytes: int,
         threads: int = 0,
+        instances: int = 1,
         max_batch_size: int | None = None,
         max_queue_delay_ms: float | None = None,
         on_batch: Callable[[ModelRef, int, float, float], None] | None = None,
@@ -61,12 +65,14 @@ class ModelRegistry:
         self.repository = repository
         self.memory_budget_bytes = memory_budget_bytes
         self.threads = threads
+        self.instances = instances
         self.max_batch_size = max_batch_size
         self.max_queue_delay_ms = max_queue_delay_ms
         self._on_batch = on_batch
         self._rng = rng or random.Random()
         self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._lock = asyncio.Lock()
+        self._latest: dict[str, tuple[int, float]] = {}
 
     def loaded(self) -> list[LoadedModel]:
         """Loaded versions, least recently used first."""
@@ -101,7 +107,8 @@ class ModelRegistry:
             return loaded
 
     def _open(self, ref: ModelRef, memory_bytes: int) -> LoadedModel:
-        model = OnnxModel(ref, threads=self.threads)
+        threads = self.threads or max(1, (os.cpu_count() or 1) // self.instances)
+        model = OnnxModel(ref, threads=threads)
         model.warm_up()
         manifest = model.manifest
         delay_ms = self.max_queue_delay_ms
@@ -111,6 +118,7 @@ class ModelRegistry:
             self.max_batch_size or manifest.max_batch_size,
             (manifest.max_queue_delay_ms if delay_ms is None else delay_ms) / 1000,
             on_batch=(lambda n, q, c: report(ref, n, q, c)) if report else None,
+            instances=self.instances,
         )
         return LoadedModel(ref, model, batcher, memory_bytes)
 
@@ -124,11 +132,22 @@ class ModelRegistry:
 
     async def get(self, name: str, version: int) -> LoadedModel:
         """A loaded version, loading it on first use."""
-        key = (name, version)
-        if key in self._loaded:
-            self._loaded.move_to_end(key)
-            return self._loaded[key]
+        loaded = self._loaded.get((name, version))
+        if loaded is not None:
+            self._loaded.move_to_end((name, version))
+            return loaded
         return await self.load(name, version)
+
+    async def get_latest(self, name: str, version: int | None = None) -> LoadedModel:
+        """``version`` of ``name``, or its latest version, loaded. The repository is listed at
+        most once a second per model, so a hot path does not touch the disk."""
+        if version is None:
+            cached = self._latest.get(name)
+            if cached is None or time.monotonic() - cached[1] > LATEST_TTL_S:
+                cached = (self.repository.resolve(name).version, time.monotonic())
+                self._latest[name] = cached
+            version = cached[0]
+        return await self.get(name, version)
 
     async def select(self, reference: str) -> Selection:
         """Resolve ``name``, ``name:version`` or ``name:alias`` to the version that answers.
@@ -143,7 +162,7 @@ class ModelRegistry:
         aliases = read_aliases(self.repository.root / name)
         alias_name = tag or ("production" if "production" in aliases else "")
         if not alias_name:
-            return Selection(await self.get(name, self.repository.resolve(name).version))
+            return Selection(await self.get_latest(name))
         alias = aliases.get(alias_name)
         if alias is None:
             raise ModelNotFound(f"model {name!r} has no version or alias {tag!r}")

@@ -1,0 +1,245 @@
+"""Serving throughput and latency against raw in-process ONNX Runtime, measured in one run.
+
+(1) raw: ONNX Runtime in this process at its best batch size — the practical ceiling;
+(2) OIP: POST /v2/models/echo-cnn/infer, one 3×128×128 image a request, binary tensor data;
+(3) /v1: POST /v1/diagnoses with a 128-px PNG (decode, preprocess, infer, store, record).
+(2) and (3) are driven by wrk (C, Debian package `wrk`) at concurrency 1 and 16 against
+`dxserve serve` in its own process. Also reports cold start to ready and the server's RSS.
+Targets (issue #3): OIP ≥ 0.85× raw and /v1 ≥ 0.6× raw at concurrency 16, p99 ≤ 50 ms.
+
+    python benchmarks/serve.py [--seconds 10]
+"""
+
+import argparse
+import io
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+from rich.console import Console
+from rich.table import Table
+
+from dxserve.phantoms.study import make_study
+
+LUA = """
+local f = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE")
+local extra = os.getenv("HEADER_LENGTH")
+if extra and extra ~= "" then wrk.headers["Inference-Header-Content-Length"] = extra end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
+    '"errors": %d, "non2xx": %d}\\n', summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def build_repository(root: Path) -> Path:
+    """A model repository with the seed CNN (one quick epoch on phantoms: speed, not accuracy)."""
+    from dxserve.datasets import open_dataset
+    from dxserve.phantoms.generate import generate
+    from dxserve.training.loop import TrainConfig, train
+
+    generate(root / "phantoms", n=64, seed=0, size=128)
+    train(open_dataset(root / "phantoms"), root / "models", config=TrainConfig(epochs=1))
+    return root / "models"
+
+
+def raw_throughput(model: Path, seconds: float) -> tuple[int, float]:
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    best = (0, 0.0)
+    for batch in (1, 8, 16, 32, 64):
+        x = np.random.default_rng(0).random((batch, 3, 128, 128), dtype=np.float32)
+        session.run(None, {"image": x})
+        done, started = 0, time.perf_counter()
+        while time.perf_counter() - started < seconds / 5:
+            session.run(None, {"image": x})
+            done += batch
+        rate = done / (time.perf_counter() - started)
+        best = max(best, (batch, rate), key=lambda b: b[1])
+    return best
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    repository: Path, data: Path, port: int
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    env = {
+        **os.environ,
+        "DXSERVE_DATA_DIR": str(data),
+        "DXSERVE_MODEL_REPOSITORY": str(repository),
+        "DXSERVE_LOG_LEVEL": "WARNING",
+    }
+    log = (data / "serve.log").open("w")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dxserve", "serve", "--no-demo", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise SystemExit((data / "serve.log").read_text())
+        time.sleep(0.05)
+    cold = time.perf_counter() - started
+    token = next(w for w in (data / "serve.log").read_text().split() if w.startswith("dxs_"))
+    return process, token, cold
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def wrk(
+    url: str,
+    body: bytes,
+    content_type: str,
+    token: str,
+    connections: int,
+    seconds: int,
+    header_length: str = "",
+) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as folder:
+        script, body_file = Path(folder) / "post.lua", Path(folder) / "body"
+        script.write_text(LUA)
+        body_file.write_bytes(body)
+        env = {
+            **os.environ,
+            "BODY_FILE": str(body_file),
+            "TOKEN": token,
+            "CONTENT_TYPE": content_type,
+            "HEADER_LENGTH": header_length,
+        }
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{connections}",
+                f"-d{seconds}s",
+                "--timeout",
+                "10s",
+                "-s",
+                str(script),
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
+    result = json.loads(out.split("RESULT ", 1)[1])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def oip_body() -> tuple[bytes, str]:
+    x = np.random.default_rng(1).random((1, 3, 128, 128), dtype=np.float32)
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "image",
+                    "datatype": "FP32",
+                    "shape": [1, 3, 128, 128],
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ],
+            "outputs": [{"name": "probability", "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    return header + x.tobytes(), str(len(header))
+
+
+def png_body() -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(make_study(0, 1, 128).frames[0]).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("needs wrk: apt-get install -y wrk")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        repository = build_repository(root)
+        batch, raw = raw_throughput(repository / "echo-cnn" / "1" / "model.onnx", args.seconds)
+        port = free_port()
+        (root / "data").mkdir()
+        process, token, cold = start_server(repository, root / "data", port)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            body, length = oip_body()
+            png = png_body()
+            rows = []
+            for name, url, payload, ctype, hlen in (
+                (
+                    "OIP binary",
+                    f"{base}/v2/models/echo-cnn/infer",
+                    body,
+                    "application/octet-stream",
+                    length,
+                ),
+                ("/v1/diagnoses PNG", f"{base}/v1/diagnoses", png, "image/png", ""),
+            ):
+                for connections in (1, 16):
+                    r = wrk(url, payload, ctype, token, connections, args.seconds, hlen)
+                    rows.append((name, connections, r))
+            rss = rss_mb(process.pid)
+        finally:
+            process.terminate()
+            process.wait(timeout=20)
+    table = Table(
+        "path", "concurrency", "req/s = images/s", "p50 ms", "p99 ms", "errors", "ratio to raw"
+    )
+    table.add_row(f"raw ORT in-process (batch {batch})", "–", f"{raw:.1f}", "", "", "", "1.00")
+    for name, connections, r in rows:
+        table.add_row(
+            name,
+            str(connections),
+            f"{r['rps']:.1f}",
+            f"{r['p50_us'] / 1000:.1f}",
+            f"{r['p99_us'] / 1000:.1f}",
+            str(r["errors"] + r["non2xx"]),
+            f"{r['rps'] / raw:.2f}",
+        )
+    console = Console(width=150)
+    console.print(table)
+    console.print(f"cold start to ready: {cold:.2f} s; server RSS after load: {rss:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
