@@ -3,7 +3,9 @@
 (1) raw: ONNX Runtime in this process at its best batch size — the practical ceiling;
 (2) OIP: POST /v2/models/echo-cnn/infer, one 3×128×128 image a request, binary tensor data;
 (3) /v1: POST /v1/diagnoses with a 128-px PNG (decode, preprocess, infer, store, record).
-(2) and (3) are driven by wrk (C, Debian package `wrk`) at concurrency 1 and 16 against
+(4) naive: FastAPI + ORT, one session run a request, no batching (benchmarks/naive_server.py),
+    on the same OIP binary request — the comparison point the issue names.
+(2), (3) and (4) are driven by wrk (C, Debian package `wrk`) at concurrency 1 and 16 against
 `dxserve serve` in its own process. Also reports cold start to ready and the server's RSS.
 Targets (issue #3): OIP ≥ 0.85× raw and /v1 ≥ 0.6× raw at concurrency 16, p99 ≤ 50 ms.
 
@@ -99,19 +101,23 @@ def start_server(
         stderr=subprocess.STDOUT,
         env=env,
     )
+    wait_ready(process, port, data / "serve.log")
+    cold = time.perf_counter() - started
+    token = next(w for w in (data / "serve.log").read_text().split() if w.startswith("dxs_"))
+    return process, token, cold
+
+
+def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path | None = None) -> None:
     while True:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1) as r:
                 if r.status == 200:
-                    break
+                    return
         except OSError:
             pass
         if process.poll() is not None:
-            raise SystemExit((data / "serve.log").read_text())
+            raise SystemExit(log.read_text() if log else "server exited")
         time.sleep(0.05)
-    cold = time.perf_counter() - started
-    token = next(w for w in (data / "serve.log").read_text().split() if w.startswith("dxs_"))
-    return process, token, cold
 
 
 def rss_mb(pid: int) -> float:
@@ -222,6 +228,32 @@ def main() -> None:
         finally:
             process.terminate()
             process.wait(timeout=20)
+        naive_port = free_port()
+        naive = subprocess.Popen(
+            [
+                sys.executable,
+                str(Path(__file__).with_name("naive_server.py")),
+                str(repository / "echo-cnn" / "1" / "model.onnx"),
+                str(naive_port),
+            ]
+        )
+        try:
+            wait_ready(naive, naive_port)
+            naive_url = f"http://127.0.0.1:{naive_port}/v2/models/echo-cnn/infer"
+            for connections in (1, 16):
+                r = wrk(
+                    naive_url,
+                    body,
+                    "application/octet-stream",
+                    token,
+                    connections,
+                    args.seconds,
+                    length,
+                )
+                rows.append(("naive FastAPI + ORT (no batching)", connections, r))
+        finally:
+            naive.terminate()
+            naive.wait(timeout=20)
     table = Table(
         "path", "concurrency", "req/s = images/s", "p50 ms", "p99 ms", "errors", "ratio to raw"
     )

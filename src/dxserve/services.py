@@ -36,6 +36,12 @@ class Tensor(Protocol):
     def array(self) -> np.ndarray: ...
 
 
+def clinical_view(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored diagnosis as the clinical API shows it: a shadow version's answer is recorded
+    for the model's owners but never shown as, or beside, the answer."""
+    return {k: v for k, v in record.items() if k != "shadow"}
+
+
 @dataclass
 class Services:
     settings: Settings
@@ -63,9 +69,10 @@ class Services:
         self.metrics.request(ref, ok=True)
         digest = await asyncio.to_thread(self.blobs.put, data)
         stored = StoredInput(digest, media_type, len(data))
-        return await self.diagnoses.add(
+        record = await self.diagnoses.add(
             principal.tenant_id, principal.key_id, result.to_dict(), stored
         )
+        return clinical_view(record)
 
     async def infer(
         self, principal: Principal, name: str, version: int | None, inputs: list[Tensor]

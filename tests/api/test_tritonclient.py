@@ -74,7 +74,10 @@ def test_health_metadata_and_config(server: tuple[str, str]) -> None:
     assert metadata["inputs"] == [{"name": "image", "datatype": "FP32", "shape": [-1, 3, 128, 128]}]
     config = client.get_model_config("echo-cnn", headers=headers)
     assert config["max_batch_size"] == 32 and config["platform"] == "onnxruntime_onnx"
-    assert config["dynamic_batching"]["max_queue_delay_microseconds"] == 5000
+    assert config["dynamic_batching"] == {
+        "max_queue_delay_microseconds": 0,
+        "preferred_batch_size": [8],
+    }
 
 
 def test_binary_inference_matches_onnx_runtime(server: tuple[str, str], trained_repo: Path) -> None:

@@ -221,3 +221,29 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
     assert {"/v1/diagnoses", "/v1/diagnoses/{diagnosis_id}", "/v2/models/{name}/infer"} <= set(
         paths
     )
+
+
+def test_shadow_runs_but_is_not_shown(
+    client: TestClient, keys: dict[str, str], phantom_dir: Path, trained_repo: Path
+) -> None:
+    aliases = trained_repo / "echo-cnn" / "aliases.json"
+    aliases.write_text('{"shadowed": {"routes": [{"version": 1, "weight": 1}], "shadow": 1}}')
+    try:
+        response = client.post(
+            "/v1/diagnoses?model=echo-cnn:shadowed",
+            content=png(phantom_dir),
+            headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+        )
+        assert response.status_code == 201, response.text
+        body = response.json()
+        assert body["alias"] == "shadowed" and "shadow" not in body
+        services = client.app.state.services  # type: ignore[attr-defined]
+        stored = services.diagnoses.get(
+            services.accounts.cached(keys["clinician"]).tenant_id, body["id"]
+        )
+        assert stored["shadow"]["version"] == 1
+        assert stored["shadow"]["probability"] == pytest.approx(body["probability"], abs=1e-6)
+        shown = client.get(f"/v1/diagnoses/{body['id']}", headers=auth(keys["clinician"])).json()
+        assert "shadow" not in shown
+    finally:
+        aliases.unlink()

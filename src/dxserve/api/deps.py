@@ -9,7 +9,7 @@ from dxserve.core.security.principal import Principal, Unauthenticated
 from dxserve.services import Services
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 

@@ -97,3 +97,20 @@ def test_instances_run_batches_side_by_side() -> None:
 
     asyncio.run(main())
     assert peak == 2
+
+
+def test_a_preferred_batch_goes_without_waiting_for_the_delay() -> None:
+    calls: list[int] = []
+
+    async def main() -> float:
+        batcher = DynamicBatcher(
+            doubling(calls, 0.001), max_batch_size=32, max_queue_delay_s=5.0, preferred_batch_size=4
+        )
+        started = time.perf_counter()
+        await asyncio.gather(*(batcher.infer(np.ones((1, 1))) for _ in range(8)))
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed
+
+    assert asyncio.run(main()) < 1.0
+    assert calls == [8] or all(n >= 4 for n in calls)

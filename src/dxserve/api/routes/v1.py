@@ -10,6 +10,7 @@ from dxserve.core.intake.decode import is_dicom
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
 from dxserve.errors import InvalidInput, UnsupportedMedia
+from dxserve.services import clinical_view
 
 router = APIRouter(prefix="/v1", tags=["clinical"])
 
@@ -79,7 +80,7 @@ async def get_diagnosis(
 ) -> dict[str, Any]:
     """One diagnosis of the caller's tenant."""
     principal.require(Permission.read_results)
-    return services.diagnoses.get(principal.tenant_id, diagnosis_id)
+    return clinical_view(services.diagnoses.get(principal.tenant_id, diagnosis_id))
 
 
 @router.get("/diagnoses")
@@ -92,7 +93,7 @@ async def list_diagnoses(
     """The caller's tenant's diagnoses, newest first; pass `next_cursor` back for more."""
     principal.require(Permission.read_results)
     items, next_cursor = services.diagnoses.page(principal.tenant_id, limit, cursor)
-    return {"items": items, "next_cursor": next_cursor}
+    return {"items": [clinical_view(i) for i in items], "next_cursor": next_cursor}
 
 
 @router.get("/models")

@@ -84,7 +84,10 @@ def _config(manifest: Manifest, services: ServicesDep) -> dict[str, Any]:
         "max_batch_size": settings.max_batch_size or manifest.max_batch_size,
         "input": [tensor(t, len(t.shape) == 4) for t in manifest.inputs],
         "output": [tensor(t, False) for t in manifest.outputs],
-        "dynamic_batching": {"max_queue_delay_microseconds": int(delay_ms * 1000)},
+        "dynamic_batching": {
+            "max_queue_delay_microseconds": int(delay_ms * 1000),
+            "preferred_batch_size": [manifest.preferred_batch_size],
+        },
         "version_policy": {"all": {}},
         "instance_group": [{"kind": "KIND_CPU", "count": settings.model_instances}],
     }

@@ -1,7 +1,8 @@
 """Dynamic batching: concurrent requests for one model version merged into one session run.
 
 Each request brings ``n ≥ 1`` rows; the batcher waits for the first, gathers more until
-``max_batch_size`` rows or ``max_queue_delay`` has passed, runs them in one call in a worker
+``preferred_batch_size`` rows or ``max_queue_delay`` has passed, takes what is pending up to
+``max_batch_size`` rows, runs them in one call in a worker
 thread (ONNX Runtime releases the GIL) and hands each caller its own rows back. Up to
 ``instances`` batches run at once (Triton's instance count); while they run, the next batch
 fills — so under load batches grow by themselves, and the model is not left idle while answers
@@ -48,12 +49,14 @@ class DynamicBatcher:
         max_queue_delay_s: float,
         on_batch: Callable[[int, float, float], None] | None = None,
         instances: int = 1,
+        preferred_batch_size: int | None = None,
     ) -> None:
         self._run = run
         self.instances = max(1, instances)
         self._slots = asyncio.Semaphore(self.instances)
         self._running: set[asyncio.Task[None]] = set()
         self.max_batch_size = max(1, max_batch_size)
+        self.preferred_batch_size = min(preferred_batch_size or max_batch_size, self.max_batch_size)
         self.max_queue_delay_s = max(0.0, max_queue_delay_s)
         self._on_batch = on_batch
         self._pending: deque[_Pending] = deque()
@@ -82,7 +85,7 @@ class DynamicBatcher:
                 self._arrived.clear()
                 await self._arrived.wait()
             deadline = self._pending[0].enqueued + self.max_queue_delay_s
-            while sum(len(p.rows) for p in self._pending) < self.max_batch_size:
+            while sum(len(p.rows) for p in self._pending) < self.preferred_batch_size:
                 remaining = deadline - time.perf_counter()
                 if remaining <= 0:
                     break

@@ -119,6 +119,7 @@ class ModelRegistry:
             (manifest.max_queue_delay_ms if delay_ms is None else delay_ms) / 1000,
             on_batch=(lambda n, q, c: report(ref, n, q, c)) if report else None,
             instances=self.instances,
+            preferred_batch_size=manifest.preferred_batch_size,
         )
         return LoadedModel(ref, model, batcher, memory_bytes)
 

@@ -115,7 +115,8 @@ def triton_config(manifest: Manifest) -> str:
         f"max_batch_size: {manifest.max_batch_size}\n"
         f"input [\n{inputs}\n]\n"
         f"output [\n{outputs}\n]\n"
-        f"dynamic_batching {{\n  max_queue_delay_microseconds: {delay_us}\n}}\n"
+        f"dynamic_batching {{\n  preferred_batch_size: [ {manifest.preferred_batch_size} ]\n"
+        f"  max_queue_delay_microseconds: {delay_us}\n}}\n"
         f"version_policy: {{ all {{ }} }}\n"
         f"instance_group [ {{ kind: KIND_CPU, count: 1 }} ]\n"
     )
