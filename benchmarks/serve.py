@@ -10,6 +10,7 @@
 Targets (issue #3): OIP ≥ 0.85× raw and /v1 ≥ 0.6× raw at concurrency 16, p99 ≤ 50 ms.
 
     python benchmarks/serve.py [--seconds 10]
+    DXSERVE_WORKERS=2 DXSERVE_ORT_THREADS=1 python benchmarks/serve.py   # two worker processes
 """
 
 import argparse
@@ -121,10 +122,15 @@ def wait_ready(process: subprocess.Popen[bytes], port: int, log: Path | None = N
 
 
 def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn's worker processes)."""
+    total = 0.0
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+            total += int(line.split()[1]) / 1024
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            total += rss_mb(int(child))
+    return total
 
 
 def wrk(
@@ -270,7 +276,11 @@ def main() -> None:
         )
     console = Console(width=150)
     console.print(table)
-    console.print(f"cold start to ready: {cold:.2f} s; server RSS after load: {rss:.0f} MiB")
+    workers = os.environ.get("DXSERVE_WORKERS", "1")
+    console.print(
+        f"server: {workers} worker process(es); cold start to ready: {cold:.2f} s; "
+        f"RSS after the run (all processes): {rss:.0f} MiB"
+    )
 
 
 if __name__ == "__main__":

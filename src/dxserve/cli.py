@@ -1,6 +1,7 @@
 """The ``dxserve`` command line: phantoms, train, evaluate, models, serve."""
 
 import json
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -307,8 +308,25 @@ def serve(
     )
     services = _prepare(settings, demo)
     configure_logging(settings.log_level)
-    console.print(f"serving on http://{settings.host}:{settings.port} (docs at /docs)")
-    uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None)
+    console.print(
+        f"serving on http://{settings.host}:{settings.port} (docs at /docs), "
+        f"{settings.workers} worker process(es)"
+    )
+    if settings.workers == 1:
+        uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None)
+        return
+    services.diagnoses.close()
+    # Each worker process builds its own services from the environment: pass the settings on.
+    for name, value in settings.model_dump(exclude_none=True).items():
+        os.environ[f"DXSERVE_{name.upper()}"] = str(value)
+    uvicorn.run(
+        "dxserve.server:build_app",
+        factory=True,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+    )
 
 
 def _settings(data_dir: Path | None, model_repository: Path | None) -> Settings:

@@ -5,7 +5,7 @@ from fastapi import FastAPI
 from dxserve.api.app import create_app
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.runtime.repository import ModelRepository
-from dxserve.observability import Metrics
+from dxserve.observability import Metrics, configure_logging
 from dxserve.services import Services
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
@@ -39,5 +39,8 @@ def build_services(settings: Settings) -> Services:
 
 
 def build_app(settings: Settings | None = None) -> FastAPI:
-    """The ASGI app for ``settings`` (from the environment when omitted)."""
-    return create_app(build_services(settings or Settings()))
+    """The ASGI app for ``settings`` (from the environment when omitted); the factory each
+    worker process calls when ``dxserve serve`` runs several."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    return create_app(build_services(settings))

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "among the instances).",
     )
     max_body_mb: float = Field(default=64.0, description="Largest request body accepted.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="HTTP worker processes; each loads its own model sessions. With several, "
+        "set ORT_THREADS so that workers × threads ≈ cores.",
+    )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
 
     @property

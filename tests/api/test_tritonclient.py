@@ -27,13 +27,17 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, trained_repo: Path
 ) -> Iterator[tuple[str, str]]:
     """``dxserve serve`` on a free loopback port; yields its address and the dev admin key."""
-    data = tmp_path_factory.mktemp("serve")
+    yield from run_server(tmp_path_factory.mktemp("serve"), trained_repo)
+
+
+def run_server(data: Path, repository: Path, **env_extra: str) -> Iterator[tuple[str, str]]:
     port = free_port()
     log = data / "serve.log"
     env = {
         **os.environ,
         "DXSERVE_DATA_DIR": str(data),
-        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
+        "DXSERVE_MODEL_REPOSITORY": str(repository),
+        **env_extra,
     }
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -110,3 +114,18 @@ def test_unauthenticated_inference_is_refused(server: tuple[str, str]) -> None:
     image.set_data_from_numpy(x)
     with pytest.raises(Exception, match="API key"):
         client.infer("echo-cnn", [image])
+
+
+def test_several_worker_processes(tmp_path: Path, trained_repo: Path) -> None:
+    for url, token in run_server(
+        tmp_path, trained_repo, DXSERVE_WORKERS="2", DXSERVE_ORT_THREADS="1"
+    ):
+        client = httpclient.InferenceServerClient(url)
+        x = np.zeros((2, 3, 128, 128), dtype=np.float32)
+        image = httpclient.InferInput("image", list(x.shape), "FP32")
+        image.set_data_from_numpy(x, binary_data=True)
+        headers = {"Authorization": f"Bearer {token}"}
+        for _ in range(6):  # requests spread over both workers, each with its own sessions
+            result = client.infer("echo-cnn", [image], headers=headers)
+            assert result.as_numpy("probability").shape == (2, 1)
+        assert "2 worker process(es)" in (tmp_path / "serve.log").read_text()
