@@ -59,6 +59,7 @@ def run_server(data: Path, repository: Path, **env_extra: str) -> Iterator[tuple
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"server did not start:\n{log.read_text()[-3000:]}")
             time.sleep(0.2)
+        client.close()
         match = re.search(r"dxs_[A-Za-z0-9_-]+", log.read_text())
         assert match, "serve printed no dev key"
         yield url, match.group(0)
@@ -82,6 +83,7 @@ def test_health_metadata_and_config(server: tuple[str, str]) -> None:
         "max_queue_delay_microseconds": 0,
         "preferred_batch_size": [8],
     }
+    client.close()
 
 
 def test_binary_inference_matches_onnx_runtime(server: tuple[str, str], trained_repo: Path) -> None:
@@ -104,6 +106,7 @@ def test_binary_inference_matches_onnx_runtime(server: tuple[str, str], trained_
     assert np.abs(result.as_numpy("probability") - expected_p).max() <= 1e-6
     assert np.abs(result.as_numpy("logit") - expected_l).max() <= 1e-6
     assert result.get_response()["model_version"] == "1"
+    client.close()
 
 
 def test_unauthenticated_inference_is_refused(server: tuple[str, str]) -> None:
@@ -114,6 +117,7 @@ def test_unauthenticated_inference_is_refused(server: tuple[str, str]) -> None:
     image.set_data_from_numpy(x)
     with pytest.raises(Exception, match="API key"):
         client.infer("echo-cnn", [image])
+    client.close()
 
 
 def test_several_worker_processes(tmp_path: Path, trained_repo: Path) -> None:
@@ -128,4 +132,5 @@ def test_several_worker_processes(tmp_path: Path, trained_repo: Path) -> None:
         for _ in range(6):  # requests spread over both workers, each with its own sessions
             result = client.infer("echo-cnn", [image], headers=headers)
             assert result.as_numpy("probability").shape == (2, 1)
+        client.close()
         assert "2 worker process(es)" in (tmp_path / "serve.log").read_text()
