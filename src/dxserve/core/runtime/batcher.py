@@ -23,16 +23,6 @@ Outputs = dict[str, np.ndarray]
 
 
 @dataclass
-class BatchStats:
-    """Counters in Triton's sense: inferences are rows, executions are session runs."""
-
-    inference_count: int = 0
-    execution_count: int = 0
-    queue_seconds: float = 0.0
-    compute_seconds: float = 0.0
-
-
-@dataclass
 class _Pending:
     rows: np.ndarray
     future: asyncio.Future[tuple[Outputs, float, float]]
@@ -65,7 +55,6 @@ class DynamicBatcher:
         self._executor = ThreadPoolExecutor(
             max_workers=self.instances, thread_name_prefix="dxserve-batch"
         )
-        self.stats = BatchStats()
 
     async def infer(self, rows: np.ndarray) -> tuple[Outputs, float, float]:
         """This call's outputs, its queue time and the compute time of its batch (seconds)."""
@@ -132,10 +121,6 @@ class DynamicBatcher:
             queued_total += queued
             if not pending.future.done():
                 pending.future.set_result((mine, queued, compute))
-        self.stats.inference_count += len(inputs)
-        self.stats.execution_count += 1
-        self.stats.queue_seconds += queued_total
-        self.stats.compute_seconds += compute
         if self._on_batch:
             self._on_batch(len(inputs), queued_total, compute)
 

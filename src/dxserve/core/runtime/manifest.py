@@ -66,10 +66,6 @@ class Manifest:
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.preprocessing)
 
-    @property
-    def positive_label(self) -> str:
-        return self.labels[1]
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
