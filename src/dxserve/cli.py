@@ -272,12 +272,14 @@ def models(
     console.print(table)
 
 
+DataDirOption = Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")]
+RepositoryOption = Annotated[Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")]
+
+
 @app.command()
 def prepare(
-    data_dir: Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")] = None,
-    model_repository: Annotated[
-        Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    model_repository: RepositoryOption = None,
 ) -> None:
     """Prepare the demo model (if absent) and a dev admin key (if there is no key), then exit."""
     settings = _settings(data_dir, model_repository)
@@ -288,13 +290,14 @@ def prepare(
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default 8000).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="HTTP worker processes (default 1).")
+    ] = None,
     demo: Annotated[
         bool, typer.Option(help="Prepare the demo model if the repository lacks it.")
     ] = True,
-    data_dir: Annotated[Path | None, typer.Option(help="Overrides DXSERVE_DATA_DIR.")] = None,
-    model_repository: Annotated[
-        Path | None, typer.Option(help="Overrides DXSERVE_MODEL_REPOSITORY.")
-    ] = None,
+    data_dir: DataDirOption = None,
+    model_repository: RepositoryOption = None,
 ) -> None:
     """Serve the model repository over HTTP: the clinical API (/v1) and the OIP (/v2)."""
     import uvicorn
@@ -304,7 +307,11 @@ def serve(
 
     settings = _settings(data_dir, model_repository)
     settings = settings.model_copy(
-        update={"host": host or settings.host, "port": port or settings.port}
+        update={
+            "host": host or settings.host,
+            "port": port or settings.port,
+            "workers": workers or settings.workers,
+        }
     )
     services = _prepare(settings, demo)
     configure_logging(settings.log_level)
