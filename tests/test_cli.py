@@ -50,7 +50,8 @@ def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) ->
     report = json.loads(result.stdout)
     assert report["model"] == "echo-cnn" and report["version"] == 1
     assert set(report) >= {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"}
-    assert roc.is_file()
+    assert {"ece", "brier", "ece_uncalibrated", "brier_uncalibrated", "temperature"} <= set(report)
+    assert roc.is_file() and Path(report["reliability_png"]).is_file()
 
 
 def test_evaluate_record_stores_the_result(

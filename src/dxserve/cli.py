@@ -204,10 +204,15 @@ def evaluate(
     frames: FramesOption = "1",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     roc: Annotated[Path | None, typer.Option(help="Where to write the ROC curve PNG.")] = None,
+    reliability: Annotated[
+        Path | None, typer.Option(help="Where to write the reliability diagram PNG.")
+    ] = None,
     record: Annotated[bool, typer.Option(help="Store the result in the model's manifest.")] = False,
 ) -> None:
     """Evaluate a model version on a labelled dataset (ONNX Runtime, as served)."""
-    result = run_evaluation(model, data, split, _frames(frames), roc, record, quiet=as_json)
+    result = run_evaluation(
+        model, data, split, _frames(frames), roc, record, quiet=as_json, reliability=reliability
+    )
     if as_json:
         print(json.dumps(result))
 
@@ -220,9 +225,10 @@ def run_evaluation(
     roc: Path | None,
     record: bool,
     quiet: bool = False,
+    reliability: Path | None = None,
 ) -> dict[str, object]:
     from dxserve.datasets import open_dataset
-    from dxserve.training.evaluate import default_split, plot_roc
+    from dxserve.training.evaluate import default_split, plot_reliability, plot_roc
     from dxserve.training.evaluate import evaluate as evaluate_model
 
     root, name, version = parse_model_path(model)
@@ -233,7 +239,14 @@ def run_evaluation(
         task = progress.add_task("evaluate", total=len(dataset.subset(split)), status="")
         result = evaluate_model(ref, dataset, split, frames, lambda k: progress.advance(task, k))
     roc_path = plot_roc(result, roc or Path(f"roc-{ref.name}-v{ref.version}.png"))
-    summary = {**result.to_dict(), "roc_png": str(roc_path)}
+    reliability_path = plot_reliability(
+        result, reliability or roc_path.with_name(f"reliability-{ref.name}-v{ref.version}.png")
+    )
+    summary = {
+        **result.to_dict(),
+        "roc_png": str(roc_path),
+        "reliability_png": str(reliability_path),
+    }
     if record:
         manifest = ref.manifest()
         manifest.evaluations[f"{Path(data).name}:{result.split}"] = summary
@@ -245,7 +258,17 @@ def run_evaluation(
             value = getattr(m, key)
             table.add_row(key, str(value) if isinstance(value, int) else _fmt(value))
         table.add_row("confusion tn fp / fn tp", f"{m.tn} {m.fp} / {m.fn} {m.tp}")
+        table.add_row(
+            "ECE (15 bins) served / uncalibrated",
+            f"{summary['ece']:.4f} / {summary['ece_uncalibrated']:.4f}",
+        )
+        table.add_row(
+            "Brier served / uncalibrated",
+            f"{summary['brier']:.4f} / {summary['brier_uncalibrated']:.4f}",
+        )
+        table.add_row("temperature", _fmt(result.temperature))
         table.add_row("ROC curve", str(roc_path))
+        table.add_row("reliability diagram", str(reliability_path))
         console.print(table)
     return summary
 

@@ -247,3 +247,26 @@ def test_shadow_runs_but_is_not_shown(
         assert "shadow" not in shown
     finally:
         aliases.unlink()
+
+
+def test_served_probability_is_calibrated(
+    client: TestClient, keys: dict[str, str], phantom_dir: Path, trained_repo: Path
+) -> None:
+    """probability = sigmoid(logit / T) with the manifest's temperature, frame by frame."""
+    from dxserve.core.calibration import calibrated
+    from dxserve.core.intake.decode import decode_bytes
+    from dxserve.core.runtime.onnx import OnnxModel
+    from dxserve.core.runtime.repository import ModelRepository
+
+    image = png(phantom_dir, "normal")
+    body = client.post(
+        "/v1/diagnoses",
+        content=image,
+        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
+    ).json()
+    model = OnnxModel(ModelRepository(trained_repo).resolve("echo-cnn", 1))
+    outputs = model.run(model.manifest.recipe.apply(decode_bytes(image)))
+    temperature = model.manifest.calibration["temperature"]
+    expected = calibrated(outputs["logit"].reshape(-1), temperature)[0]
+    assert body["probability"] == pytest.approx(expected, abs=1e-6)
+    assert temperature != 1.0

@@ -32,6 +32,10 @@ def test_version_folder_is_complete(trained_repo: Path) -> None:
     assert manifest.training["synthetic_phantoms"] is True
     assert manifest.training["history"][0]["val"]["n"] == manifest.training["images"]["val"]
     assert set(manifest.metrics["validation"]) >= {"auc", "accuracy", "sensitivity", "specificity"}
+    calibration = manifest.calibration
+    assert calibration["method"] == "temperature" and calibration["fitted_on"] == "val"
+    assert 0.05 <= calibration["temperature"] <= 20
+    assert calibration["n"] == manifest.training["images"]["val"]
     config = (trained_repo / "echo-cnn" / "config.pbtxt").read_text()
     assert 'name: "echo-cnn"' in config and "dynamic_batching" in config
 

@@ -29,12 +29,12 @@ async def diagnose(selection: Selection, frames: np.ndarray, max_frames: int | N
         runs.append(selection.shadow.batcher.infer(shadow_x))
     results = await asyncio.gather(*runs)
     outputs, queued, compute = results[0]
-    probabilities = outputs["probability"].reshape(-1).astype(float)
     manifest = primary.manifest
+    probabilities = manifest.probabilities(outputs)
     probability = float(probabilities.mean())
     shadow = None
     if selection.shadow is not None:
-        shadow_p = float(results[1][0]["probability"].reshape(-1).mean())
+        shadow_p = float(selection.shadow.manifest.probabilities(results[1][0]).mean())
         shadow = ShadowResult(
             selection.shadow.ref.version, shadow_p, _label(selection.shadow, shadow_p)
         )

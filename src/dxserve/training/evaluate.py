@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dxserve.core.calibration import brier, expected_calibration_error, reliability_bins
 from dxserve.core.metrics import BinaryMetrics, binary_metrics, roc_points
 from dxserve.core.runtime.onnx import OnnxModel
 from dxserve.core.runtime.repository import ModelRef
@@ -31,7 +32,9 @@ class Evaluation:
     frames: int
     metrics: BinaryMetrics
     y: np.ndarray
-    prob: np.ndarray
+    prob: np.ndarray  # served (calibrated) probabilities
+    uncalibrated: np.ndarray  # the network's own sigmoid output
+    temperature: float | None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -42,6 +45,11 @@ class Evaluation:
             "files": self.files,
             "frames": self.frames,
             **self.metrics.to_dict(),
+            "temperature": self.temperature,
+            "ece": expected_calibration_error(self.prob, self.y),
+            "brier": brier(self.prob, self.y),
+            "ece_uncalibrated": expected_calibration_error(self.uncalibrated, self.y),
+            "brier_uncalibrated": brier(self.uncalibrated, self.y),
         }
 
 
@@ -64,14 +72,29 @@ def evaluate(
     )
     model = OnnxModel(ref)
     arrays = part.materialize(model.manifest.recipe, frames, on_progress)
-    frame_prob = model.predict_proba(arrays.x)
-    sums = np.bincount(arrays.item, weights=frame_prob, minlength=len(part))
-    counts = np.bincount(arrays.item, minlength=len(part))
-    prob = sums / np.maximum(counts, 1)
+    outputs = model.predict(arrays.x)
+    counts = np.maximum(np.bincount(arrays.item, minlength=len(part)), 1)
+
+    def per_file(frame_values: np.ndarray) -> np.ndarray:
+        return np.bincount(arrays.item, weights=frame_values, minlength=len(part)) / counts
+
+    prob = per_file(model.manifest.probabilities(outputs))
+    uncalibrated = per_file(outputs["probability"].reshape(-1).astype(np.float64))
     y = np.array([item.label for item in part.items], dtype=np.float32)
     metrics = binary_metrics(y, prob, model.manifest.threshold)
+    temperature = model.manifest.calibration.get("temperature")
     return Evaluation(
-        ref.name, ref.version, str(dataset.root), split, len(part), len(arrays), metrics, y, prob
+        ref.name,
+        ref.version,
+        str(dataset.root),
+        split,
+        len(part),
+        len(arrays),
+        metrics,
+        y,
+        prob,
+        uncalibrated,
+        float(temperature) if temperature else None,
     )
 
 
@@ -90,6 +113,35 @@ def plot_roc(evaluation: Evaluation, path: Path) -> Path:
         ylim=(0, 1.01),
     )
     ax.legend(loc="lower right")
+    fig.text(0.5, 0.005, "Not for clinical use", ha="center", fontsize=7, color="grey")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_reliability(evaluation: Evaluation, path: Path) -> Path:
+    """Write the reliability diagram (served and uncalibrated probabilities) as a PNG."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
+    for values, name in ((evaluation.uncalibrated, "uncalibrated"), (evaluation.prob, "served")):
+        points = reliability_bins(values, evaluation.y)
+        ece = expected_calibration_error(values, evaluation.y)
+        ax.plot(
+            [p for p, _, _ in points],
+            [f for _, f, _ in points],
+            marker="o",
+            lw=1.5,
+            label=f"{name} (ECE {ece:.3f})",
+        )
+    ax.set(
+        xlabel="predicted probability",
+        ylabel="observed frequency of the positive class",
+        title=f"{evaluation.model}:{evaluation.version} — reliability (15 bins)",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+    )
+    ax.legend(loc="upper left", fontsize=8)
     fig.text(0.5, 0.005, "Not for clinical use", ha="center", fontsize=7, color="grey")
     fig.tight_layout()
     fig.savefig(path)

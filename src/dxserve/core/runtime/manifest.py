@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dxserve import NOT_FOR_CLINICAL_USE
+from dxserve.core.calibration import calibrated
 from dxserve.core.preprocess import Recipe
 from dxserve.errors import ModelIntegrityError
 
@@ -60,11 +63,21 @@ class Manifest:
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     evaluations: dict[str, Any] = field(default_factory=dict)
+    # Temperature scaling fitted at training time (see dxserve.core.calibration); empty: none.
+    calibration: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
 
     @property
     def recipe(self) -> Recipe:
         return Recipe.from_dict(self.preprocessing)
+
+    def probabilities(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The served probability of each row: calibrated from the logit when the manifest has
+        a temperature, else the model's own ``probability`` output."""
+        temperature = self.calibration.get("temperature")
+        if temperature and "logit" in outputs:
+            return calibrated(outputs["logit"].reshape(-1), float(temperature))
+        return outputs["probability"].reshape(-1).astype(np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
