@@ -1,5 +1,5 @@
 """The demo model that `make serve` prepares: the seed CNN, trained with the seed's settings on
-phantoms, must reach ROC AUC ≥ 0.95 on held-out phantoms generated with another seed."""
+phantoms, must reach ROC AUC ≥ 0.95 and ECE ≤ 0.03 on held-out phantoms from another seed."""
 
 import os
 import subprocess
@@ -30,4 +30,6 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     held_out = manifest.evaluations["test:all"]
     assert held_out["files"] == 600
     assert held_out["auc"] >= 0.95, held_out
+    assert held_out["ece"] <= 0.03, held_out  # served probabilities are calibrated
+    assert manifest.calibration["method"] == "temperature"
     assert manifest.not_for_clinical_use
