@@ -6,6 +6,7 @@ This judges the exported artifact that serving loads, not the PyTorch weights, a
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -101,47 +102,56 @@ def evaluate(
 def plot_roc(evaluation: Evaluation, path: Path) -> Path:
     """Write the ROC curve of an evaluation as a PNG."""
     fpr, tpr = roc_points(evaluation.y, evaluation.prob)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
     auc = evaluation.metrics.auc
-    ax.plot(fpr, tpr, lw=2, label=f"AUC = {auc:.3f}" if auc is not None else "ROC")
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
-    ax.set(
+    return _square_plot(
+        path,
+        [(fpr, tpr, f"AUC = {auc:.3f}" if auc is not None else "ROC", {"lw": 2})],
         xlabel="1 − specificity (false-positive rate)",
         ylabel="sensitivity (true-positive rate)",
         title=f"{evaluation.model}:{evaluation.version} — {evaluation.split} (n={evaluation.files})",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
+        legend="lower right",
     )
-    ax.legend(loc="lower right")
-    fig.text(0.5, 0.005, "Not for clinical use", ha="center", fontsize=7, color="grey")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
 
 
 def plot_reliability(evaluation: Evaluation, path: Path) -> Path:
     """Write the reliability diagram (served and uncalibrated probabilities) as a PNG."""
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
-    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfect calibration")
+    curves = []
     for values, name in ((evaluation.uncalibrated, "uncalibrated"), (evaluation.prob, "served")):
         points = reliability_bins(values, evaluation.y)
         ece = expected_calibration_error(values, evaluation.y)
-        ax.plot(
-            [p for p, _, _ in points],
-            [f for _, f, _ in points],
-            marker="o",
-            lw=1.5,
-            label=f"{name} (ECE {ece:.3f})",
+        curves.append(
+            (
+                [p for p, _, _ in points],
+                [f for _, f, _ in points],
+                f"{name} (ECE {ece:.3f})",
+                {"marker": "o", "lw": 1.5},
+            )
         )
-    ax.set(
+    return _square_plot(
+        path,
+        curves,
         xlabel="predicted probability",
         ylabel="observed frequency of the positive class",
         title=f"{evaluation.model}:{evaluation.version} — reliability (15 bins)",
-        xlim=(0, 1),
-        ylim=(0, 1.01),
+        legend="upper left",
     )
-    ax.legend(loc="upper left", fontsize=8)
+
+
+def _square_plot(
+    path: Path,
+    curves: list[tuple[Any, Any, str, dict[str, Any]]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    legend: str,
+) -> Path:
+    """Curves on the unit square with its diagonal, and the not-for-clinical-use footer."""
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
+    for x, y, label, style in curves:
+        ax.plot(x, y, label=label, **style)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc=legend, fontsize=8)  # type: ignore[call-overload]  # stubs miss loc= alone
     fig.text(0.5, 0.005, "Not for clinical use", ha="center", fontsize=7, color="grey")
     fig.tight_layout()
     fig.savefig(path)
