@@ -51,6 +51,7 @@ def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) ->
     assert report["model"] == "echo-cnn" and report["version"] == 1
     assert set(report) >= {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"}
     assert {"ece", "brier", "ece_uncalibrated", "brier_uncalibrated", "temperature"} <= set(report)
+    assert set(report["abstention"]) == {"low", "high", "coverage", "accuracy_answered"}
     assert roc.is_file() and Path(report["reliability_png"]).is_file()
 
 

@@ -267,6 +267,13 @@ def run_evaluation(
             f"{summary['brier']:.4f} / {summary['brier_uncalibrated']:.4f}",
         )
         table.add_row("temperature", _fmt(result.temperature))
+        abstention = result.abstention()
+        if abstention:
+            table.add_row(
+                "indeterminate band / coverage / accuracy answered",
+                f"[{abstention['low']:.2f}, {abstention['high']:.2f}) / "
+                f"{abstention['coverage']:.3f} / {_fmt(abstention['accuracy_answered'])}",
+            )
         table.add_row("ROC curve", str(roc_path))
         table.add_row("reliability diagram", str(reliability_path))
         console.print(table)

@@ -37,8 +37,11 @@ def test_diagnose_a_png(client: TestClient, keys: dict[str, str], phantom_dir: P
     body = response.json()
     assert response.headers["location"] == f"/v1/diagnoses/{body['id']}"
     assert body["model"] == "echo-cnn" and body["version"] == 1
-    assert body["label"] in ("normal", "abnormal") and 0 <= body["probability"] <= 1
+    assert body["label"] in ("normal", "abnormal", "indeterminate") and 0 <= body["probability"] <= 1
     assert body["threshold"] == 0.5 and len(body["frames"]) == 1
+    low, high = body["indeterminate_band"]
+    assert body["refer_to_clinician"] == (low <= body["probability"] < high)
+    assert (body["label"] == "indeterminate") == body["refer_to_clinician"]
     assert body["not_for_clinical_use"] is True and "Not for clinical use" in body["warning"]
     assert set(body["timings_ms"]) == {"preprocess", "queue", "inference", "total"}
     assert body["input"]["media_type"] == "image/png" and body["input"]["bytes"] > 0

@@ -36,6 +36,9 @@ def test_version_folder_is_complete(trained_repo: Path) -> None:
     assert calibration["method"] == "temperature" and calibration["fitted_on"] == "val"
     assert 0.05 <= calibration["temperature"] <= 20
     assert calibration["n"] == manifest.training["images"]["val"]
+    band = manifest.indeterminate_band
+    assert band is not None and 0.05 <= band[0] <= 0.5 <= band[1] <= 0.95
+    assert manifest.abstention["fitted_on"] == "val" and 0 <= manifest.abstention["coverage"] <= 1
     config = (trained_repo / "echo-cnn" / "config.pbtxt").read_text()
     assert 'name: "echo-cnn"' in config and "dynamic_batching" in config
 

@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from dxserve.core.abstention import INDETERMINATE
 from dxserve.core.intake.frames import sample_frames
 from dxserve.core.results.finding import Diagnosis, FrameResult, ShadowResult
 from dxserve.core.runtime.registry import LoadedModel, Selection
@@ -39,11 +40,15 @@ async def diagnose(selection: Selection, frames: np.ndarray, max_frames: int | N
             selection.shadow.ref.version, shadow_p, _label(selection.shadow, shadow_p)
         )
     done = time.perf_counter()
+    band = manifest.indeterminate_band
+    refer = band is not None and band[0] <= probability < band[1]
     return Diagnosis(
         model=primary.ref.name,
         version=primary.ref.version,
         alias=selection.alias,
-        label=_label(primary, probability),
+        label=INDETERMINATE if refer else _label(primary, probability),
+        refer_to_clinician=refer,
+        indeterminate_band=band,
         probability=probability,
         threshold=manifest.threshold,
         labels=list(manifest.labels),

@@ -14,6 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from dxserve.core.abstention import coverage_and_accuracy
 from dxserve.core.calibration import brier, expected_calibration_error, reliability_bins
 from dxserve.core.metrics import BinaryMetrics, binary_metrics, roc_points
 from dxserve.core.runtime.onnx import OnnxModel
@@ -36,6 +37,7 @@ class Evaluation:
     prob: np.ndarray  # served (calibrated) probabilities
     uncalibrated: np.ndarray  # the network's own sigmoid output
     temperature: float | None
+    band: tuple[float, float] | None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -51,6 +53,21 @@ class Evaluation:
             "brier": brier(self.prob, self.y),
             "ece_uncalibrated": expected_calibration_error(self.uncalibrated, self.y),
             "brier_uncalibrated": brier(self.uncalibrated, self.y),
+            "abstention": self.abstention(),
+        }
+
+    def abstention(self) -> dict[str, object] | None:
+        """Coverage and accuracy on the answered cases with the manifest's indeterminate band."""
+        if self.band is None:
+            return None
+        coverage, accuracy = coverage_and_accuracy(
+            self.prob, self.y, self.metrics.threshold, *self.band
+        )
+        return {
+            "low": self.band[0],
+            "high": self.band[1],
+            "coverage": coverage,
+            "accuracy_answered": accuracy,
         }
 
 
@@ -96,6 +113,7 @@ def evaluate(
         prob,
         uncalibrated,
         float(temperature) if temperature else None,
+        model.manifest.indeterminate_band,
     )
 
 

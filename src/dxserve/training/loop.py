@@ -21,6 +21,7 @@ from scipy.special import expit
 from torch import nn
 
 from dxserve import NOT_FOR_CLINICAL_USE
+from dxserve.core.abstention import choose_band
 from dxserve.core.calibration import fit_temperature
 from dxserve.core.metrics import binary_metrics
 from dxserve.core.preprocess import Recipe, get_recipe
@@ -37,6 +38,7 @@ INTENDED_USE = (
     "normal or abnormal (the phantoms' findings: pericardial effusion, apical LV thrombus, dilated "
     "LV). Research and software testing only."
 )
+THRESHOLD = 0.5
 UNVALIDATED_WARNING = "Not for clinical use: this model has not been clinically validated."
 
 
@@ -203,6 +205,9 @@ def train(
     train_arrays, val_arrays = load_splits(dataset, recipe, config.frames, observer)
     model, history, best_epoch = fit(train_arrays, val_arrays, recipe, config, observer)
     calibration = fit_temperature(predict_logits(model, val_arrays, recipe), val_arrays.y)
+    band = choose_band(
+        calibration.apply(predict_logits(model, val_arrays, recipe)), val_arrays.y, THRESHOLD
+    )
 
     repo = ModelRepository(repository)
     version, folder = repo.new_version_dir(name)
@@ -219,7 +224,7 @@ def train(
         outputs=[TensorSpec(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
         preprocessing=recipe.to_dict(),
         labels=list(dataset.labels),
-        threshold=0.5,
+        threshold=THRESHOLD,
         sha256=sha256_file(folder / "model.onnx"),
         intended_use=INTENDED_USE,
         clinical_use_warning=NOT_FOR_CLINICAL_USE if synthetic else UNVALIDATED_WARNING,
@@ -239,6 +244,7 @@ def train(
         },
         metrics={"validation": best.val},
         calibration=calibration.to_dict(),
+        abstention=band.to_dict(),
     )
     manifest.save(folder)
     repo.write_triton_config(manifest)

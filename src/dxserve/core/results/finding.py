@@ -37,6 +37,8 @@ class Diagnosis:
     intended_use: str
     not_for_clinical_use: bool
     warning: str | None
+    refer_to_clinician: bool = False
+    indeterminate_band: tuple[float, float] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     shadow: ShadowResult | None = None
     aggregation: str = AGGREGATION

@@ -65,6 +65,8 @@ class Manifest:
     evaluations: dict[str, Any] = field(default_factory=dict)
     # Temperature scaling fitted at training time (see dxserve.core.calibration); empty: none.
     calibration: dict[str, Any] = field(default_factory=dict)
+    # The "indeterminate — refer to a clinician" band (see dxserve.core.abstention); empty: none.
+    abstention: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
 
     @property
@@ -78,6 +80,12 @@ class Manifest:
         if temperature and "logit" in outputs:
             return calibrated(outputs["logit"].reshape(-1), float(temperature))
         return outputs["probability"].reshape(-1).astype(np.float64)
+
+    @property
+    def indeterminate_band(self) -> tuple[float, float] | None:
+        if "low" not in self.abstention:
+            return None
+        return float(self.abstention["low"]), float(self.abstention["high"])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
