@@ -37,7 +37,9 @@ def test_diagnose_a_png(client: TestClient, keys: dict[str, str], phantom_dir: P
     body = response.json()
     assert response.headers["location"] == f"/v1/diagnoses/{body['id']}"
     assert body["model"] == "echo-cnn" and body["version"] == 1
-    assert body["label"] in ("normal", "abnormal", "indeterminate") and 0 <= body["probability"] <= 1
+    assert (
+        body["label"] in ("normal", "abnormal", "indeterminate") and 0 <= body["probability"] <= 1
+    )
     assert body["threshold"] == 0.5 and len(body["frames"]) == 1
     low, high = body["indeterminate_band"]
     assert body["refer_to_clinician"] == (low <= body["probability"] < high)
