@@ -52,6 +52,8 @@ def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) ->
     assert set(report) >= {"accuracy", "auc", "sensitivity", "specificity", "confusion_matrix"}
     assert {"ece", "brier", "ece_uncalibrated", "brier_uncalibrated", "temperature"} <= set(report)
     assert set(report["abstention"]) == {"low", "high", "coverage", "accuracy_answered"}
+    low, high = report["intervals_95"]["accuracy"]
+    assert low <= report["accuracy"] <= high
     assert roc.is_file() and Path(report["reliability_png"]).is_file()
 
 
@@ -166,3 +168,37 @@ def test_evaluate_an_empty_split_is_a_clear_error(trained_repo: Path, phantom_di
     )
     assert result.returncode == 2
     assert "no items in split 'nope'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_model_card_from_the_manifest(
+    trained_repo: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(trained_repo / "echo-cnn"),
+            "--data",
+            str(phantom_dir),
+            "--split",
+            "all",
+            "--record",
+            "--roc",
+            str(tmp_path / "roc.png"),
+        ],
+    )
+    result = runner.invoke(app, ["card", str(trained_repo / "echo-cnn")])
+    assert result.exit_code == 0, result.output
+    card = result.stdout
+    for heading in (
+        "# Model card: echo-cnn version 1",
+        "## Intended use",
+        "## Training data",
+        "## Calibration",
+        "## Abstention",
+        "## Evaluations",
+        "## Limitations",
+    ):
+        assert heading in card
+    assert "Not for clinical use" in card and "3,705,921 parameters" in card
+    assert "95% CI" in card

@@ -281,6 +281,17 @@ def run_evaluation(
 
 
 @app.command()
+def card(
+    model: Annotated[str, typer.Argument(help="REPO/model or REPO/model/VERSION.")],
+) -> None:
+    """Print a model version's card (Markdown), generated from its manifest."""
+    from dxserve.core.results.card import render_card
+
+    root, name, version = parse_model_path(model)
+    print(render_card(ModelRepository(root).resolve(name, version).manifest()), end="")
+
+
+@app.command()
 def models(
     repository: Annotated[Path | None, typer.Option(help="Model repository.")] = None,
 ) -> None:

@@ -207,6 +207,7 @@ def test_models_and_their_cards(client: TestClient, keys: dict[str, str]) -> Non
     model = client.get("/v1/models/echo-cnn", headers=auth(keys["clinician"])).json()
     card = model["manifests"]["1"]
     assert card["parameters"] == 3_705_921 and card["not_for_clinical_use"] is True
+    assert model["card"].startswith("# Model card: echo-cnn version 1")
     assert_problem(
         client.get("/v1/models/nope", headers=auth(keys["clinician"])), 404, "model_not_found"
     )

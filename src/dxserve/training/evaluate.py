@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from dxserve.core.abstention import coverage_and_accuracy
+from dxserve.core.bootstrap import bootstrap_intervals
 from dxserve.core.calibration import brier, expected_calibration_error, reliability_bins
 from dxserve.core.metrics import BinaryMetrics, binary_metrics, roc_points
 from dxserve.core.runtime.onnx import OnnxModel
@@ -54,6 +55,12 @@ class Evaluation:
             "ece_uncalibrated": expected_calibration_error(self.uncalibrated, self.y),
             "brier_uncalibrated": brier(self.uncalibrated, self.y),
             "abstention": self.abstention(),
+            "intervals_95": {
+                name: list(bounds)
+                for name, bounds in bootstrap_intervals(
+                    self.y, self.prob, self.metrics.threshold
+                ).items()
+            },
         }
 
     def abstention(self) -> dict[str, object] | None:

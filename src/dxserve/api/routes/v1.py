@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 
 from dxserve.api.deps import CurrentPrincipal, ServicesDep
 from dxserve.core.intake.decode import is_dicom
+from dxserve.core.results.card import render_card
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
 from dxserve.errors import InvalidInput, UnsupportedMedia
@@ -110,9 +111,9 @@ async def get_model(
     """A model: versions (with their manifests, i.e. model cards), aliases, what is loaded."""
     repo = services.registry.repository
     summary = _model_summary(services, name)
-    summary["manifests"] = {
-        str(v): repo.resolve(name, v).manifest().to_dict() for v in repo.versions(name)
-    }
+    manifests = {v: repo.resolve(name, v).manifest() for v in repo.versions(name)}
+    summary["manifests"] = {str(v): m.to_dict() for v, m in manifests.items()}
+    summary["card"] = render_card(manifests[summary["latest"]])
     return summary
 
 
