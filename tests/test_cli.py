@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from dxserve.cli import app
 from dxserve.core.runtime.repository import ModelRepository
@@ -21,6 +21,14 @@ def dxserve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         text=True,
         env=env,
         timeout=300,
+    )
+
+
+def record_evaluation(model: str, data: Path, roc: Path) -> Result:
+    """`dxserve evaluate MODEL --data DATA --split all --record` (in process)."""
+    return runner.invoke(
+        app,
+        ["evaluate", model, "--data", str(data), "--split", "all", "--record", "--roc", str(roc)],
     )
 
 
@@ -60,19 +68,8 @@ def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) ->
 def test_evaluate_record_stores_the_result(
     trained_repo: Path, phantom_dir: Path, tmp_path: Path
 ) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "evaluate",
-            str(trained_repo / "echo-cnn" / "1"),
-            "--data",
-            str(phantom_dir),
-            "--split",
-            "all",
-            "--record",
-            "--roc",
-            str(tmp_path / "r.png"),
-        ],
+    result = record_evaluation(
+        str(trained_repo / "echo-cnn" / "1"), phantom_dir, tmp_path / "r.png"
     )
     assert result.exit_code == 0, result.output
     manifest = ModelRepository(trained_repo).resolve("echo-cnn", 1).manifest()
@@ -173,20 +170,7 @@ def test_evaluate_an_empty_split_is_a_clear_error(trained_repo: Path, phantom_di
 def test_model_card_from_the_manifest(
     trained_repo: Path, phantom_dir: Path, tmp_path: Path
 ) -> None:
-    runner.invoke(
-        app,
-        [
-            "evaluate",
-            str(trained_repo / "echo-cnn"),
-            "--data",
-            str(phantom_dir),
-            "--split",
-            "all",
-            "--record",
-            "--roc",
-            str(tmp_path / "roc.png"),
-        ],
-    )
+    record_evaluation(str(trained_repo / "echo-cnn"), phantom_dir, tmp_path / "roc.png")
     result = runner.invoke(app, ["card", str(trained_repo / "echo-cnn")])
     assert result.exit_code == 0, result.output
     card = result.stdout

@@ -19,6 +19,15 @@ def png(phantom_dir: Path, label: str = "abnormal") -> bytes:
     return next((phantom_dir / label).glob("*.png")).read_bytes()
 
 
+def post_png(client: TestClient, token: str, image: bytes, query: str = ""):
+    """POST a PNG body to /v1/diagnoses with a bearer key."""
+    return client.post(
+        f"/v1/diagnoses{query}",
+        content=image,
+        headers={**auth(token), "Content-Type": "image/png"},
+    )
+
+
 def assert_problem(response, status: int, code: str) -> None:  # type: ignore[no-untyped-def]
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == PROBLEM
@@ -28,11 +37,7 @@ def assert_problem(response, status: int, code: str) -> None:  # type: ignore[no
 
 
 def test_diagnose_a_png(client: TestClient, keys: dict[str, str], phantom_dir: Path) -> None:
-    response = client.post(
-        "/v1/diagnoses",
-        content=png(phantom_dir),
-        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-    )
+    response = post_png(client, keys["clinician"], png(phantom_dir))
     assert response.status_code == 201, response.text
     body = response.json()
     assert response.headers["location"] == f"/v1/diagnoses/{body['id']}"
@@ -104,11 +109,7 @@ def test_authentication_is_required(client: TestClient, phantom_dir: Path) -> No
 def test_a_tenant_sees_only_its_own_diagnoses(
     client: TestClient, keys: dict[str, str], phantom_dir: Path
 ) -> None:
-    created = client.post(
-        "/v1/diagnoses",
-        content=png(phantom_dir, "normal"),
-        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-    ).json()
+    created = post_png(client, keys["clinician"], png(phantom_dir, "normal")).json()
     other = client.get(f"/v1/diagnoses/{created['id']}", headers=auth(keys["other"]))
     assert_problem(other, 404, "not_found")
     listing = client.get("/v1/diagnoses", headers=auth(keys["other"])).json()
@@ -120,14 +121,7 @@ def test_a_tenant_sees_only_its_own_diagnoses(
 def test_pagination_newest_first(
     client: TestClient, keys: dict[str, str], phantom_dir: Path
 ) -> None:
-    ids = [
-        client.post(
-            "/v1/diagnoses",
-            content=png(phantom_dir),
-            headers={**auth(keys["admin"]), "Content-Type": "image/png"},
-        ).json()["id"]
-        for _ in range(5)
-    ]
+    ids = [post_png(client, keys["admin"], png(phantom_dir)).json()["id"] for _ in range(5)]
     first = client.get("/v1/diagnoses?limit=3", headers=auth(keys["admin"])).json()
     second = client.get(
         f"/v1/diagnoses?limit=3&cursor={first['next_cursor']}", headers=auth(keys["admin"])
@@ -177,11 +171,7 @@ def test_dicom_without_pixels_and_unknown_model(
         headers={**auth(keys["clinician"]), "Content-Type": "application/dicom"},
     )
     assert_problem(response, 415, "unsupported_media")
-    response = client.post(
-        "/v1/diagnoses?model=nope",
-        content=png(phantom_dir),
-        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-    )
+    response = post_png(client, keys["clinician"], png(phantom_dir), "?model=nope")
     assert_problem(response, 404, "model_not_found")
     response = client.post(
         "/v1/diagnoses",
@@ -192,11 +182,7 @@ def test_dicom_without_pixels_and_unknown_model(
 
 
 def test_body_over_the_limit_is_413(client: TestClient, keys: dict[str, str]) -> None:
-    response = client.post(
-        "/v1/diagnoses",
-        content=b"\0" * (3 * 1024 * 1024),
-        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-    )
+    response = post_png(client, keys["clinician"], b"\0" * (3 * 1024 * 1024))
     assert_problem(response, 413, "payload_too_large")
 
 
@@ -235,11 +221,7 @@ def test_shadow_runs_but_is_not_shown(
     aliases = trained_repo / "echo-cnn" / "aliases.json"
     aliases.write_text('{"shadowed": {"routes": [{"version": 1, "weight": 1}], "shadow": 1}}')
     try:
-        response = client.post(
-            "/v1/diagnoses?model=echo-cnn:shadowed",
-            content=png(phantom_dir),
-            headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-        )
+        response = post_png(client, keys["clinician"], png(phantom_dir), "?model=echo-cnn:shadowed")
         assert response.status_code == 201, response.text
         body = response.json()
         assert body["alias"] == "shadowed" and "shadow" not in body
@@ -265,11 +247,7 @@ def test_served_probability_is_calibrated(
     from dxserve.core.runtime.repository import ModelRepository
 
     image = png(phantom_dir, "normal")
-    body = client.post(
-        "/v1/diagnoses",
-        content=image,
-        headers={**auth(keys["clinician"]), "Content-Type": "image/png"},
-    ).json()
+    body = post_png(client, keys["clinician"], image).json()
     model = OnnxModel(ModelRepository(trained_repo).resolve("echo-cnn", 1))
     outputs = model.run(model.manifest.recipe.apply(decode_bytes(image)))
     temperature = model.manifest.calibration["temperature"]
