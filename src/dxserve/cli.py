@@ -4,7 +4,7 @@ import json
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -208,13 +208,49 @@ def evaluate(
         Path | None, typer.Option(help="Where to write the reliability diagram PNG.")
     ] = None,
     record: Annotated[bool, typer.Option(help="Store the result in the model's manifest.")] = False,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure saliency localisation on lesion masks and the "
+            "out-of-distribution guard on non-echo images."
+        ),
+    ] = False,
 ) -> None:
     """Evaluate a model version on a labelled dataset (ONNX Runtime, as served)."""
     result = run_evaluation(
-        model, data, split, _frames(frames), roc, record, quiet=as_json, reliability=reliability
+        model,
+        data,
+        split,
+        _frames(frames),
+        roc,
+        record,
+        quiet=as_json,
+        reliability=reliability,
+        explain=explain,
     )
     if as_json:
         print(json.dumps(result))
+
+
+def _trust_rows(table: Table, summary: dict[str, Any]) -> None:
+    """Rows for localisation and the out-of-distribution guard."""
+    ood = summary["ood"]
+    table.add_row("OOD false refusals (this split)", _fmt(ood["false_refusal_rate"]))
+    for name, rates in ood.get("refusal_rates", {}).items():
+        table.add_row(
+            f"OOD refused: {name}", f"{rates['refused']}/{rates['n']} ({rates['rate']:.0%})"
+        )
+    explanation = summary.get("explanation")
+    if not explanation:
+        return
+    for method, scores in explanation["methods"].items():
+        served = " (served)" if method == explanation["served_method"] else ""
+        table.add_row(
+            f"{method}{served}: pointing game ±{explanation['tolerance_px']} px / strict "
+            f"/ relevance mass (n={scores['n']})",
+            f"{scores['pointing_game']:.3f} / {scores['pointing_game_strict']:.3f} / "
+            f"{scores['relevance_mass']:.3f}",
+        )
 
 
 def run_evaluation(
@@ -226,6 +262,7 @@ def run_evaluation(
     record: bool,
     quiet: bool = False,
     reliability: Path | None = None,
+    explain: bool = False,
 ) -> dict[str, object]:
     from dxserve.datasets import open_dataset
     from dxserve.training.evaluate import default_split, plot_reliability, plot_roc
@@ -237,7 +274,11 @@ def run_evaluation(
     split = split or default_split(dataset)
     with bar(console) as progress:
         task = progress.add_task("evaluate", total=len(dataset.subset(split)), status="")
-        result = evaluate_model(ref, dataset, split, frames, lambda k: progress.advance(task, k))
+        result = evaluate_model(
+            ref, dataset, split, frames, lambda k: progress.advance(task, k), explain
+        )
+        if explain:
+            progress.update(task, status="saliency and out-of-distribution sets")
     roc_path = plot_roc(result, roc or Path(f"roc-{ref.name}-v{ref.version}.png"))
     reliability_path = plot_reliability(
         result, reliability or roc_path.with_name(f"reliability-{ref.name}-v{ref.version}.png")
@@ -274,6 +315,7 @@ def run_evaluation(
                 f"[{abstention['low']:.2f}, {abstention['high']:.2f}) / "
                 f"{abstention['coverage']:.3f} / {_fmt(abstention['accuracy_answered'])}",
             )
+        _trust_rows(table, summary)
         table.add_row("ROC curve", str(roc_path))
         table.add_row("reliability diagram", str(reliability_path))
         console.print(table)

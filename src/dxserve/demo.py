@@ -12,7 +12,8 @@ TEST_SEED = 2  # held-out phantoms from another seed
 
 def prepare_demo_model(settings: Settings, console: Console | None = None) -> None:
     """Generate phantoms, train ``settings.default_model`` with the seed's defaults, evaluate it
-    on held-out phantoms from another seed and record that evaluation in its manifest."""
+    (with saliency localisation and out-of-distribution refusals) on held-out phantoms from
+    another seed and record that evaluation in its manifest."""
     from dxserve.cli import console as cli_console
     from dxserve.cli import phantoms, run_evaluation, run_training
 
@@ -32,4 +33,5 @@ def prepare_demo_model(settings: Settings, console: Console | None = None) -> No
         1,
         settings.data_dir / f"roc-{ref.name}-v{ref.version}.png",
         record=True,
+        explain=True,
     )

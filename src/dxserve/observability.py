@@ -52,6 +52,19 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "dxserve_feedback",
+            "Clinician verdicts by the model's answer and the clinician's label; agreement rate "
+            "and confusion matrix per version follow from them.",
+            [*labels, "model_answer", "clinician_label"],
+            registry=self.registry,
+        )
+        self.not_assessed = Counter(
+            "dxserve_out_of_distribution_refusals",
+            "Studies not assessed because the out-of-distribution guard refused them.",
+            labels,
+            registry=self.registry,
+        )
         self.http_duration = Histogram(
             "dxserve_http_request_duration_seconds",
             "HTTP request latency.",

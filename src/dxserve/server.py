@@ -12,6 +12,7 @@ from dxserve.store.accounts import Accounts
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
+from dxserve.store.feedback import Feedback
 
 
 def build_services(settings: Settings) -> Services:
@@ -33,6 +34,7 @@ def build_services(settings: Settings) -> Services:
         registry=registry,
         accounts=Accounts(engine),
         diagnoses=Diagnoses(engine),
+        feedback_store=Feedback(engine),
         blobs=BlobStore(settings.data_dir / "blobs"),
         metrics=metrics,
     )

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dxserve.core.explain import SaliencyMap
 from dxserve.core.intake.decode import decode_bytes
 from dxserve.core.pipeline import diagnose
 from dxserve.core.runtime.manifest import Manifest
@@ -17,9 +18,10 @@ from dxserve.core.security.principal import Permission, Principal
 from dxserve.errors import InvalidInput
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
-from dxserve.store.accounts import Accounts
+from dxserve.store.accounts import Accounts, NotFound
 from dxserve.store.blobs import BlobStore
 from dxserve.store.diagnoses import Diagnoses, StoredInput
+from dxserve.store.feedback import Feedback
 
 # Frames of a cine the model sees (evenly spaced); the study result aggregates them.
 MAX_FRAMES = 32
@@ -48,13 +50,20 @@ class Services:
     registry: ModelRegistry
     accounts: Accounts
     diagnoses: Diagnoses
+    feedback_store: Feedback
     blobs: BlobStore
     metrics: Metrics
 
     async def diagnose(
-        self, principal: Principal, data: bytes, media_type: str, model: str | None
+        self,
+        principal: Principal,
+        data: bytes,
+        media_type: str,
+        model: str | None,
+        explain: bool = False,
     ) -> dict[str, Any]:
-        """Decode, diagnose, store the input and record the result; the stored record."""
+        """Decode, diagnose (with a saliency map when ``explain``), store the input and record
+        the result; the stored record."""
         principal.require(Permission.diagnose)
         if not data:
             raise InvalidInput("the request has no image")
@@ -62,17 +71,65 @@ class Services:
         ref = selection.primary.ref
         try:
             frames = await asyncio.to_thread(decode_bytes, data)
-            result = await diagnose(selection, frames, MAX_FRAMES)
+            outcome = await diagnose(selection, frames, MAX_FRAMES, explain)
         except Exception:
             self.metrics.request(ref, ok=False)
             raise
         self.metrics.request(ref, ok=True)
+        result = outcome.diagnosis.to_dict()
+        if not outcome.diagnosis.assessed:
+            self.metrics.not_assessed.labels(ref.name, str(ref.version)).inc()
+        if outcome.saliency is not None:
+            map_digest = await asyncio.to_thread(self.blobs.put, outcome.saliency.to_bytes())
+            result["explanation"]["sha256"] = map_digest
         digest = await asyncio.to_thread(self.blobs.put, data)
         stored = StoredInput(digest, media_type, len(data))
-        record = await self.diagnoses.add(
-            principal.tenant_id, principal.key_id, result.to_dict(), stored
-        )
+        record = await self.diagnoses.add(principal.tenant_id, principal.key_id, result, stored)
         return clinical_view(record)
+
+    def saliency(self, principal: Principal, diagnosis_id: str) -> tuple[SaliencyMap, bytes]:
+        """A diagnosis's saliency map and the input it explains (caller's tenant only)."""
+        principal.require(Permission.read_results)
+        record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
+        explanation = record.get("explanation")
+        if not explanation:
+            raise NotFound("this diagnosis has no explanation; diagnose with explain=true")
+        saliency = SaliencyMap.from_bytes(self.blobs.get(explanation["sha256"]), explanation)
+        return saliency, self.blobs.get(record["input"]["sha256"])
+
+    def feedback(
+        self,
+        principal: Principal,
+        diagnosis_id: str,
+        agree: bool,
+        correct_label: str | None,
+        comment: str,
+    ) -> dict[str, Any]:
+        """Record a clinician's verdict on a diagnosis of the caller's tenant."""
+        principal.require(Permission.feedback)
+        record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
+        labels, answer = record["labels"], record["label"]
+        if correct_label is None:
+            if not agree or answer not in labels:
+                raise InvalidInput(
+                    f"give correct_label (one of {labels}): the model answered {answer!r}"
+                    + ("" if agree else " and you disagree")
+                )
+            correct_label = answer
+        if correct_label not in labels:
+            raise InvalidInput(f"correct_label must be one of {labels}")
+        if answer in labels and agree != (correct_label == answer):
+            raise InvalidInput(
+                f"agree={str(agree).lower()} contradicts correct_label {correct_label!r} "
+                f"(the model answered {answer!r})"
+            )
+        view = self.feedback_store.record(
+            principal.tenant_id, principal.key_id, record, agree, correct_label, comment
+        )
+        self.metrics.feedback.labels(
+            record["model"], str(record["version"]), answer, correct_label
+        ).inc()
+        return view
 
     async def infer(
         self, principal: Principal, name: str, version: int | None, inputs: list[Tensor]

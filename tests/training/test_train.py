@@ -26,7 +26,16 @@ def test_version_folder_is_complete(trained_repo: Path) -> None:
     manifest.verify(ref.path)
     assert manifest.parameters == 3_705_921
     assert manifest.preprocessing["name"] == "rgb-128"
-    assert [o.name for o in manifest.outputs] == ["probability", "logit"]
+    assert [o.name for o in manifest.outputs] == [
+        "probability",
+        "logit",
+        "gradcam",
+        "hirescam",
+        "features",
+    ]
+    assert manifest.explanation["output"] == "hirescam" and manifest.explanation["stride"] == 4
+    guard = manifest.guard
+    assert guard is not None and guard.means.shape == (2, 64) and guard.threshold > 0
     assert manifest.labels == ["normal", "abnormal"]
     assert manifest.not_for_clinical_use and "synthetic phantoms" in manifest.clinical_use_warning
     assert manifest.training["synthetic_phantoms"] is True
@@ -62,11 +71,37 @@ def test_export_matches_pytorch(tmp_path: Path) -> None:
     assert delta <= 1e-5
     x = torch.rand(9, 3, 128, 128)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    probability, logit = session.run(None, {"image": x.numpy()})
+    outputs = session.run(None, {"image": x.numpy()})
     with torch.no_grad():
-        expected_p, expected_l = ExportHead(model)(x)
-    assert np.abs(probability - expected_p.numpy()).max() <= 1e-5
-    assert np.abs(logit - expected_l.numpy()).max() <= 1e-5
+        expected = ExportHead(model)(x)
+    assert len(outputs) == len(expected) == 5
+    for got, want in zip(outputs, expected, strict=True):
+        assert np.abs(got - want.numpy()).max() <= 1e-5 * max(1.0, float(want.abs().max()))
+
+
+def test_exported_cams_equal_autograd() -> None:
+    """The closed-form gradient in ExportHead is the gradient autograd computes."""
+    torch.manual_seed(1)
+    model = EchoCNN().eval()
+    x = torch.rand(3, 3, 128, 128)
+    layers = list(model)
+    activations = torch.nn.Sequential(*layers[:6])(x).detach().requires_grad_(True)
+    logit = torch.nn.Sequential(*layers[6:10])(activations)
+    (gradient,) = torch.autograd.grad(logit.sum(), activations)
+    gradcam = torch.relu((gradient.mean(dim=(2, 3), keepdim=True) * activations).sum(1))
+    hirescam = (gradient * activations).sum(1)
+    with torch.no_grad():
+        _, _, got_gradcam, got_hirescam, features = ExportHead(model)(x)
+    assert torch.allclose(got_gradcam, gradcam.detach(), atol=1e-6, rtol=1e-4)
+    assert torch.allclose(got_hirescam, hirescam.detach(), atol=1e-6, rtol=1e-4)
+    # HiResCAM is an exact decomposition: the dense head is linear where its ReLU pattern
+    # holds, so Σ cam = logit − (W2 ⊙ 1[h > 0])·b1 − b2.
+    dense1, dense2 = layers[7], layers[9]
+    active = (features > 0).float()
+    bias = (active * dense2.weight) @ dense1.bias + dense2.bias
+    expected_sum = (logit.reshape(-1) - bias).detach()
+    assert torch.allclose(got_hirescam.sum(dim=(1, 2)), expected_sum, atol=1e-4)
+    assert features.shape == (3, 64)
 
 
 def test_training_is_deterministic_and_adds_versions(tmp_path: Path, phantom_dir: Path) -> None:

@@ -1,4 +1,4 @@
-"""One study through a model: frames → recipe → batched inference → aggregate → diagnosis.
+"""One study through a model: frames → recipe → batched inference → guard → aggregate → diagnosis.
 
 Decoding happens before (``core.intake``), storage and auditing after (``store``); this is the
 part every front end (REST, OIP, DICOMweb, Ray Serve) shares.
@@ -6,58 +6,92 @@ part every front end (REST, OIP, DICOMweb, Ray Serve) shares.
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
 from dxserve.core.abstention import INDETERMINATE
-from dxserve.core.intake.frames import sample_frames
+from dxserve.core.explain import SaliencyMap, occlusion_inputs, occlusion_map
+from dxserve.core.intake.frames import frame_indices
+from dxserve.core.ood import NOT_ASSESSED
 from dxserve.core.results.finding import Diagnosis, FrameResult, ShadowResult
+from dxserve.core.runtime.batcher import Outputs
 from dxserve.core.runtime.registry import LoadedModel, Selection
 
 
-async def diagnose(selection: Selection, frames: np.ndarray, max_frames: int | None) -> Diagnosis:
-    """Run the selected model (and its shadow) on up to ``max_frames`` evenly spaced frames."""
+@dataclass(frozen=True)
+class Outcome:
+    """A diagnosis and, when asked for and the study was assessed, its saliency map."""
+
+    diagnosis: Diagnosis
+    saliency: SaliencyMap | None = None
+
+
+async def diagnose(
+    selection: Selection, frames: np.ndarray, max_frames: int | None, explain: bool = False
+) -> Outcome:
+    """Run the selected model (and its shadow) on up to ``max_frames`` evenly spaced frames.
+
+    Frames the out-of-distribution guard refuses are left out of the study's aggregate; when
+    more than half are refused, the study is not assessed at all."""
     started = time.perf_counter()
-    chosen = sample_frames(frames, max_frames)
+    indices = frame_indices(len(frames), max_frames)
+    chosen = frames[indices]
     primary = selection.primary
-    x = await asyncio.to_thread(primary.manifest.recipe.apply, chosen)
+    manifest = primary.manifest
+    x = await asyncio.to_thread(manifest.recipe.apply, chosen)
     preprocessed = time.perf_counter()
     runs = [primary.batcher.infer(x)]
     if selection.shadow is not None:
         shadow_x = x
-        if selection.shadow.manifest.recipe != primary.manifest.recipe:
+        if selection.shadow.manifest.recipe != manifest.recipe:
             shadow_x = await asyncio.to_thread(selection.shadow.manifest.recipe.apply, chosen)
         runs.append(selection.shadow.batcher.infer(shadow_x))
     results = await asyncio.gather(*runs)
     outputs, queued, compute = results[0]
-    manifest = primary.manifest
     probabilities = manifest.probabilities(outputs)
-    probability = float(probabilities.mean())
+    guard = manifest.guard
+    reasons: list[str | None] = guard.problems(x, outputs) if guard else [None] * len(x)
+    accepted = [i for i, reason in enumerate(reasons) if reason is None]
+    assessed = 2 * len(accepted) >= len(x)
+    probability = float(probabilities[accepted].mean()) if assessed else None
     shadow = None
     if selection.shadow is not None:
         shadow_p = float(selection.shadow.manifest.probabilities(results[1][0]).mean())
         shadow = ShadowResult(
             selection.shadow.ref.version, shadow_p, _label(selection.shadow, shadow_p)
         )
+    saliency = None
+    if explain and probability is not None:
+        best = max(accepted, key=lambda i: probabilities[i])
+        saliency = await _explain(primary, x[best], outputs, best, int(indices[best]))
     done = time.perf_counter()
     band = manifest.indeterminate_band
-    refer = band is not None and band[0] <= probability < band[1]
-    return Diagnosis(
+    if probability is None:
+        label, refer = NOT_ASSESSED, True
+    else:
+        refer = band is not None and band[0] <= probability < band[1]
+        label = INDETERMINATE if refer else _label(primary, probability)
+    diagnosis = Diagnosis(
         model=primary.ref.name,
         version=primary.ref.version,
         alias=selection.alias,
-        label=INDETERMINATE if refer else _label(primary, probability),
+        label=label,
         refer_to_clinician=refer,
+        assessed=probability is not None,
         indeterminate_band=band,
         probability=probability,
         threshold=manifest.threshold,
         labels=list(manifest.labels),
         frames=[
-            FrameResult(i, float(p), _label(primary, float(p))) for i, p in enumerate(probabilities)
+            FrameResult(int(index), float(p), _label(primary, float(p)), reason)
+            for index, p, reason in zip(indices, probabilities, reasons, strict=True)
         ],
+        out_of_distribution=_refusals(reasons),
         intended_use=manifest.intended_use,
         not_for_clinical_use=manifest.not_for_clinical_use,
         warning=manifest.clinical_use_warning,
+        explanation=saliency.describe() if saliency else None,
         timings_ms={
             "preprocess": round((preprocessed - started) * 1000, 3),
             "queue": round(queued * 1000, 3),
@@ -66,6 +100,42 @@ async def diagnose(selection: Selection, frames: np.ndarray, max_frames: int | N
         },
         shadow=shadow,
     )
+    return Outcome(diagnosis, saliency)
+
+
+async def _explain(
+    model: LoadedModel, x: np.ndarray, outputs: Outputs, row: int, frame: int
+) -> SaliencyMap:
+    """Grad-CAM from the model's own output where it has one; occlusion otherwise."""
+    manifest = model.manifest
+    size = manifest.recipe.size
+    target = manifest.labels[1]
+    spec = manifest.explanation
+    if spec and spec["output"] in outputs:
+        values = outputs[spec["output"]][row]
+        return SaliencyMap(
+            values,
+            float(spec["stride"]),
+            float(spec["offset"]),
+            size,
+            spec["method"],
+            target,
+            frame,
+        )
+    occluded = occlusion_inputs(x)
+    step = model.batcher.max_batch_size
+    runs = [model.batcher.infer(occluded[i : i + step]) for i in range(0, len(occluded), step)]
+    scores = np.concatenate([manifest.scores(out) for out, _, _ in await asyncio.gather(*runs)])
+    base = float(manifest.scores({k: v[row : row + 1] for k, v in outputs.items()})[0])
+    grid, stride, offset = occlusion_map(base, scores, size)
+    return SaliencyMap(grid, stride, offset, size, "occlusion", target, frame)
+
+
+def _refusals(reasons: list[str | None]) -> dict[str, object] | None:
+    refused = [r for r in reasons if r is not None]
+    if not refused:
+        return None
+    return {"frames_refused": len(refused), "frames": len(reasons), "reasons": sorted(set(refused))}
 
 
 def _label(model: LoadedModel, probability: float) -> str:

@@ -2,7 +2,18 @@
 
 import datetime as dt
 
-from sqlalchemy import DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -45,9 +56,32 @@ class DiagnosisRow(Base):
     model: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
     label: Mapped[str] = mapped_column(String(100))
-    probability: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float | None] = mapped_column(Float, nullable=True)
     input_sha256: Mapped[str] = mapped_column(String(64))
     input_media_type: Mapped[str] = mapped_column(String(100))
     input_bytes: Mapped[int] = mapped_column(Integer)
     result: Mapped[str] = mapped_column(Text)  # the diagnosis JSON as returned
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class FeedbackRow(Base):
+    """A clinician's verdict on a diagnosis: one per diagnosis and key (a new one replaces it)."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (
+        UniqueConstraint("diagnosis_id", "key_id", name="uq_feedback_diagnosis_key"),
+        Index("ix_feedback_tenant_model", "tenant_id", "model", "version"),
+        Index("ix_feedback_model", "model", "version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    diagnosis_id: Mapped[str] = mapped_column(ForeignKey("diagnoses.id"))
+    key_id: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    predicted_label: Mapped[str] = mapped_column(String(100))
+    agree: Mapped[bool] = mapped_column(Boolean)
+    correct_label: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -4,7 +4,7 @@ This judges the exported artifact that serving loads, not the PyTorch weights, a
 """
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from dxserve.core.metrics import BinaryMetrics, binary_metrics, roc_points
 from dxserve.core.runtime.onnx import OnnxModel
 from dxserve.core.runtime.repository import ModelRef
 from dxserve.datasets import Dataset
+from dxserve.training.localisation import measure_localisation
+from dxserve.training.ood_sets import generated_sets, pydicom_sets, refusal_rates, wrong_view_sets
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class Evaluation:
     uncalibrated: np.ndarray  # the network's own sigmoid output
     temperature: float | None
     band: tuple[float, float] | None
+    refused: np.ndarray  # per file: the out-of-distribution guard refused it
+    localisation: dict[str, object] | None = None  # with explain=True
+    ood_sets: dict[str, dict[str, object]] | None = None  # with explain=True
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -55,6 +60,11 @@ class Evaluation:
             "ece_uncalibrated": expected_calibration_error(self.uncalibrated, self.y),
             "brier_uncalibrated": brier(self.uncalibrated, self.y),
             "abstention": self.abstention(),
+            "ood": {
+                "false_refusal_rate": float(self.refused.mean()) if len(self.refused) else None,
+                **({"refusal_rates": self.ood_sets} if self.ood_sets is not None else {}),
+            },
+            **({"explanation": self.localisation} if self.localisation is not None else {}),
             "intervals_95": {
                 name: list(bounds)
                 for name, bounds in bootstrap_intervals(
@@ -89,8 +99,13 @@ def evaluate(
     split: str | None = None,
     frames: int | None = 1,
     on_progress: Callable[[int], None] | None = None,
+    explain: bool = False,
 ) -> Evaluation:
-    """Run the model on ``split`` of ``dataset``; a file's probability is its frames' mean."""
+    """Run the model on ``split`` of ``dataset``; a file's probability is its frames' mean.
+
+    Also measured: how many files the out-of-distribution guard would refuse (more than half
+    their frames refused), and with ``explain``, the saliency maps' localisation on the
+    split's lesion masks and the guard's refusal rates on images that are not echoes."""
     split = split or default_split(dataset)
     part = dataset.subset(split).require(
         f"items in split {split!r} (it has {list(dataset.splits)})"
@@ -103,12 +118,15 @@ def evaluate(
     def per_file(frame_values: np.ndarray) -> np.ndarray:
         return np.bincount(arrays.item, weights=frame_values, minlength=len(part)) / counts
 
+    guard = model.manifest.guard
+    reasons = guard.problems(arrays.x, outputs) if guard else [None] * len(arrays)
+    refused = per_file(np.array([r is not None for r in reasons], dtype=np.float64)) > 0.5
     prob = per_file(model.manifest.probabilities(outputs))
     uncalibrated = per_file(outputs["probability"].reshape(-1).astype(np.float64))
     y = np.array([item.label for item in part.items], dtype=np.float32)
     metrics = binary_metrics(y, prob, model.manifest.threshold)
     temperature = model.manifest.calibration.get("temperature")
-    return Evaluation(
+    evaluation = Evaluation(
         ref.name,
         ref.version,
         str(dataset.root),
@@ -121,6 +139,18 @@ def evaluate(
         uncalibrated,
         float(temperature) if temperature else None,
         model.manifest.indeterminate_band,
+        refused,
+    )
+    if not explain:
+        return evaluation
+    first_frames = [
+        arrays.x[arrays.item == i][0].transpose(1, 2, 0) for i in range(min(50, len(part)))
+    ]
+    sets = {**pydicom_sets(), **generated_sets(), **wrong_view_sets(first_frames)}
+    return replace(
+        evaluation,
+        localisation=measure_localisation(model, part),
+        ood_sets=refusal_rates(model, sets),
     )
 
 

@@ -24,14 +24,23 @@ from dxserve import NOT_FOR_CLINICAL_USE
 from dxserve.core.abstention import choose_band
 from dxserve.core.calibration import fit_temperature
 from dxserve.core.metrics import binary_metrics
+from dxserve.core.ood import fit_guard
 from dxserve.core.preprocess import Recipe, get_recipe
 from dxserve.core.runtime.manifest import Manifest, TensorSpec, sha256_file
 from dxserve.core.runtime.repository import ModelRef, ModelRepository
 from dxserve.datasets import Arrays, Dataset
 from dxserve.datasets.layouts import hashed_split
 from dxserve.errors import DatasetError
-from dxserve.models.echo_cnn import ARCHITECTURE, INPUT_SHAPE, EchoCNN, count_parameters
-from dxserve.training.export import INPUT_NAME, OUTPUT_NAMES, export_onnx
+from dxserve.models.echo_cnn import (
+    ARCHITECTURE,
+    CAM_OFFSET,
+    CAM_STRIDE,
+    INPUT_SHAPE,
+    EchoCNN,
+    ExportHead,
+    count_parameters,
+)
+from dxserve.training.export import INPUT_NAME, OUTPUTS, export_onnx
 
 INTENDED_USE = (
     "Demonstration of the dxserve pipeline: flags an apical four-chamber echocardiogram frame as "
@@ -39,6 +48,16 @@ INTENDED_USE = (
     "LV). Research and software testing only."
 )
 THRESHOLD = 0.5
+# The saliency map served (the one that localises best, measured by `evaluate --explain`) and
+# the other the network outputs on the same grid.
+EXPLANATION = {
+    "method": "hirescam",
+    "output": "hirescam",
+    "alternatives": {"grad-cam": "gradcam"},
+    "layer": "second conv block after max-pool (64 × 30 × 30)",
+    "stride": CAM_STRIDE,
+    "offset": CAM_OFFSET,
+}
 UNVALIDATED_WARNING = "Not for clinical use: this model has not been clinically validated."
 
 
@@ -167,6 +186,17 @@ def to_tensor(batch: np.ndarray, memory_format: torch.memory_format) -> torch.Te
 
 
 @torch.no_grad()
+def head_outputs(model: EchoCNN, data: Arrays, recipe: Recipe) -> dict[str, np.ndarray]:
+    """Every exported output of ``model`` on ``data`` (see ``ExportHead``), from PyTorch."""
+    head = ExportHead(model).eval()
+    chunks = [
+        head(torch.from_numpy(recipe.normalize(data.x[i : i + 256])))
+        for i in range(0, len(data), 256)
+    ]
+    return {name: torch.cat([c[k] for c in chunks]).numpy() for k, name in enumerate(OUTPUTS)}
+
+
+@torch.no_grad()
 def predict_logits(
     model: EchoCNN,
     data: Arrays,
@@ -204,9 +234,15 @@ def train(
     started = time.perf_counter()
     train_arrays, val_arrays = load_splits(dataset, recipe, config.frames, observer)
     model, history, best_epoch = fit(train_arrays, val_arrays, recipe, config, observer)
-    calibration = fit_temperature(predict_logits(model, val_arrays, recipe), val_arrays.y)
-    band = choose_band(
-        calibration.apply(predict_logits(model, val_arrays, recipe)), val_arrays.y, THRESHOLD
+    val_outputs = head_outputs(model, val_arrays, recipe)
+    val_logits = val_outputs["logit"].reshape(-1)
+    calibration = fit_temperature(val_logits, val_arrays.y)
+    band = choose_band(calibration.apply(val_logits), val_arrays.y, THRESHOLD)
+    guard = fit_guard(
+        train_arrays.x,
+        head_outputs(model, train_arrays, recipe)["features"],
+        train_arrays.y,
+        val_outputs["features"],
     )
 
     repo = ModelRepository(repository)
@@ -221,7 +257,7 @@ def train(
         architecture=ARCHITECTURE,
         parameters=count_parameters(model),
         inputs=[TensorSpec(INPUT_NAME, "FP32", [-1, *INPUT_SHAPE])],
-        outputs=[TensorSpec(output, "FP32", [-1, 1]) for output in OUTPUT_NAMES],
+        outputs=[TensorSpec(name, "FP32", shape) for name, shape in OUTPUTS.items()],
         preprocessing=recipe.to_dict(),
         labels=list(dataset.labels),
         threshold=THRESHOLD,
@@ -245,6 +281,8 @@ def train(
         metrics={"validation": best.val},
         calibration=calibration.to_dict(),
         abstention=band.to_dict(),
+        explanation=EXPLANATION,
+        ood=guard.to_dict(),
     )
     manifest.save(folder)
     repo.write_triton_config(manifest)

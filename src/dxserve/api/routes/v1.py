@@ -1,12 +1,15 @@
 """The clinical API: diagnoses and models."""
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from dxserve.api.deps import CurrentPrincipal, ServicesDep
-from dxserve.core.intake.decode import is_dicom
+from dxserve.core.explain.overlay import render_overlay
+from dxserve.core.intake.decode import decode_bytes, is_dicom
 from dxserve.core.results.card import render_card
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
@@ -43,11 +46,14 @@ async def create_diagnosis(
     principal: CurrentPrincipal,
     services: ServicesDep,
     model: Annotated[str | None, Query(description="name, name:version or name:alias")] = None,
+    explain: Annotated[
+        bool, Query(description="also compute a saliency map (GET …/heatmap.png)")
+    ] = False,
 ) -> dict[str, Any]:
     """Diagnose one image or cine (PNG, JPEG or DICOM), raw or as multipart field `file`."""
     principal.require(Permission.diagnose)
     data, media_type, form_model = await _read_upload(request)
-    record = await services.diagnose(principal, data, media_type, model or form_model)
+    record = await services.diagnose(principal, data, media_type, model or form_model, explain)
     response.headers["Location"] = f"/v1/diagnoses/{record['id']}"
     return record
 
@@ -84,6 +90,53 @@ async def get_diagnosis(
     return clinical_view(services.diagnoses.get(principal.tenant_id, diagnosis_id))
 
 
+@router.get(
+    "/diagnoses/{diagnosis_id}/heatmap.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def get_heatmap_png(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """The saliency map over the explained frame, with a colour bar (diagnose with explain=true)."""
+    saliency, data = services.saliency(principal, diagnosis_id)
+    frames = await asyncio.to_thread(decode_bytes, data)
+    title = f"{saliency.method}: frame {saliency.frame} — not for clinical use"
+    png = await asyncio.to_thread(render_overlay, frames[saliency.frame], saliency, title)
+    return Response(png, media_type="image/png")
+
+
+@router.get("/diagnoses/{diagnosis_id}/heatmap.json")
+async def get_heatmap_values(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    """The raw saliency map: values on its grid over the model input, and that grid's geometry
+    (cell (i, j) is centred on input pixel (offset + stride·i, offset + stride·j))."""
+    saliency, _ = services.saliency(principal, diagnosis_id)
+    return {**saliency.describe(), "values": saliency.values.round(6).tolist()}
+
+
+class FeedbackIn(BaseModel):
+    """A clinician's verdict: agree or not, the correct label, a comment."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agree: bool
+    correct_label: str | None = Field(default=None, max_length=100)
+    comment: str = Field(default="", max_length=2000)
+
+
+@router.post("/diagnoses/{diagnosis_id}/feedback", status_code=201)
+async def post_feedback(
+    diagnosis_id: str, body: FeedbackIn, principal: CurrentPrincipal, services: ServicesDep
+) -> dict[str, Any]:
+    """Agree or disagree with a diagnosis and give the correct label (clinician role). A second
+    verdict from the same key replaces the first."""
+    return await asyncio.to_thread(
+        services.feedback, principal, diagnosis_id, body.agree, body.correct_label, body.comment
+    )
+
+
 @router.get("/diagnoses")
 async def list_diagnoses(
     principal: CurrentPrincipal,
@@ -114,6 +167,9 @@ async def get_model(
     manifests = {v: repo.resolve(name, v).manifest() for v in repo.versions(name)}
     summary["manifests"] = {str(v): m.to_dict() for v, m in manifests.items()}
     summary["card"] = render_card(manifests[summary["latest"]])
+    summary["feedback"] = services.feedback_store.summary(
+        name, summary["labels"], principal.tenant_id
+    )
     return summary
 
 

@@ -3,7 +3,10 @@
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-AGGREGATION = "mean of frame probabilities, compared with the threshold"
+AGGREGATION = (
+    "mean of the probabilities of the frames the out-of-distribution guard accepted, "
+    "compared with the threshold"
+)
 
 
 @dataclass(frozen=True)
@@ -11,6 +14,7 @@ class FrameResult:
     index: int
     probability: float
     label: str
+    out_of_distribution: str | None = None  # why the guard refused this frame
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,7 @@ class Diagnosis:
     version: int
     alias: str | None
     label: str
-    probability: float
+    probability: float | None  # None when the study was not assessed (out of distribution)
     threshold: float
     labels: list[str]
     frames: list[FrameResult]
@@ -38,6 +42,9 @@ class Diagnosis:
     not_for_clinical_use: bool
     warning: str | None
     refer_to_clinician: bool = False
+    assessed: bool = True
+    out_of_distribution: dict[str, Any] | None = None
+    explanation: dict[str, Any] | None = None
     indeterminate_band: tuple[float, float] | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     shadow: ShadowResult | None = None

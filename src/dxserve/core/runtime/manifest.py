@@ -8,6 +8,7 @@ import datetime as dt
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from dxserve import NOT_FOR_CLINICAL_USE
 from dxserve.core.calibration import calibrated
+from dxserve.core.ood import OodGuard
 from dxserve.core.preprocess import Recipe
 from dxserve.errors import ModelIntegrityError
 
@@ -67,6 +69,11 @@ class Manifest:
     calibration: dict[str, Any] = field(default_factory=dict)
     # The "indeterminate — refer to a clinician" band (see dxserve.core.abstention); empty: none.
     abstention: dict[str, Any] = field(default_factory=dict)
+    # Saliency output of the network itself ({"method", "output", "stride", "offset"}); empty:
+    # explanations use occlusion (see dxserve.core.explain).
+    explanation: dict[str, Any] = field(default_factory=dict)
+    # The out-of-distribution guard (see dxserve.core.ood); empty: none.
+    ood: dict[str, Any] = field(default_factory=dict)
     schema: int = SCHEMA
 
     @property
@@ -81,11 +88,22 @@ class Manifest:
             return calibrated(outputs["logit"].reshape(-1), float(temperature))
         return outputs["probability"].reshape(-1).astype(np.float64)
 
+    def scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The positive class's score (logit) of each row: what explanations attribute."""
+        if "logit" in outputs:
+            return outputs["logit"].reshape(-1).astype(np.float64)
+        p = np.clip(outputs["probability"].reshape(-1).astype(np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
     @property
     def indeterminate_band(self) -> tuple[float, float] | None:
         if "low" not in self.abstention:
             return None
         return float(self.abstention["low"]), float(self.abstention["high"])
+
+    @cached_property
+    def guard(self) -> OodGuard | None:
+        return OodGuard.from_dict(self.ood) if self.ood else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

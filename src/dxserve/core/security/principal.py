@@ -17,11 +17,12 @@ class Permission(StrEnum):
     read_results = "read_results"
     infer = "infer"  # Open Inference Protocol
     manage_models = "manage_models"
+    feedback = "feedback"  # a clinician's verdict on a diagnosis
 
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.admin: frozenset(Permission),
-    Role.clinician: frozenset({Permission.diagnose, Permission.read_results}),
+    Role.clinician: frozenset({Permission.diagnose, Permission.read_results, Permission.feedback}),
     Role.service: frozenset({Permission.diagnose, Permission.read_results, Permission.infer}),
 }
 

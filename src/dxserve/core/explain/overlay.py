@@ -1,0 +1,36 @@
+"""A saliency map drawn over the image it explains, with a colour bar: the clinician's view."""
+
+import io
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from dxserve import NOT_FOR_CLINICAL_USE
+from dxserve.core.explain.saliency import SaliencyMap
+
+
+def relative(values: np.ndarray) -> np.ndarray:
+    """Positive relevance scaled to [0, 1] by its maximum (all zeros when there is none)."""
+    positive = np.clip(values, 0, None)
+    peak = float(positive.max()) if positive.size else 0.0
+    return positive / peak if peak > 0 else positive
+
+
+def render_overlay(image: np.ndarray, saliency: SaliencyMap, title: str) -> bytes:
+    """PNG of ``image`` (H, W, 3 uint8) with ``saliency`` placed on it as a translucent colour
+    map, a colour bar and the not-for-clinical-use footer."""
+    height, width = image.shape[:2]
+    heat = relative(saliency.on_image(height, width))
+    figure = Figure(figsize=(6, 6 * height / width + 0.6), dpi=100)
+    axes = figure.add_subplot()
+    axes.imshow(image)
+    shown = axes.imshow(heat, cmap="jet", alpha=0.45 * (heat > 0.05), vmin=0, vmax=1)
+    axes.set_axis_off()
+    axes.set_title(title, fontsize=9)
+    bar = figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.02)
+    bar.solids.set_alpha(1)  # type: ignore[union-attr]
+    bar.set_label(f"relative evidence for {saliency.target!r} ({saliency.method})", fontsize=8)
+    figure.text(0.5, 0.01, NOT_FOR_CLINICAL_USE, ha="center", fontsize=7, color="grey")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
