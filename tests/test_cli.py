@@ -25,10 +25,21 @@ def dxserve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 def record_evaluation(model: str, data: Path, roc: Path) -> Result:
-    """`dxserve evaluate MODEL --data DATA --split all --record` (in process)."""
+    """`dxserve evaluate MODEL --data DATA --split all --record --explain` (in process)."""
     return runner.invoke(
         app,
-        ["evaluate", model, "--data", str(data), "--split", "all", "--record", "--roc", str(roc)],
+        [
+            "evaluate",
+            model,
+            "--data",
+            str(data),
+            "--split",
+            "all",
+            "--record",
+            "--explain",
+            "--roc",
+            str(roc),
+        ],
     )
 
 
@@ -63,6 +74,28 @@ def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) ->
     low, high = report["intervals_95"]["accuracy"]
     assert low <= report["accuracy"] <= high
     assert roc.is_file() and Path(report["reliability_png"]).is_file()
+    assert "explanation" not in report and "refusal_rates" not in report["ood"]
+    assert 0 <= report["ood"]["false_refusal_rate"] <= 1
+
+
+def test_evaluate_explain_measures_localisation_and_refusals(
+    trained_repo: Path, phantom_dir: Path, tmp_path: Path
+) -> None:
+    args = ["evaluate", str(trained_repo / "echo-cnn"), "--data", str(phantom_dir), "--json"]
+    result = runner.invoke(app, [*args, "--explain", "--roc", str(tmp_path / "roc.png")])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    explanation = report["explanation"]
+    assert explanation["served_method"] == "hirescam"
+    assert set(explanation["methods"]) == {"hirescam", "grad-cam", "occlusion"}
+    for scores in explanation["methods"].values():
+        assert 0 <= scores["pointing_game_strict"] <= scores["pointing_game"] <= 1
+        assert 0 <= scores["relevance_mass"] <= 1 and scores["n"] > 0
+    rates = report["ood"]["refusal_rates"]
+    assert {"CT slices", "MR slices", "blank frames", "photographs (colour)"} <= set(rates)
+    # Even a one-epoch model refuses what no echo looks like, by the image checks alone.
+    for name in ("blank frames", "saturated frames", "photographs (colour)"):
+        assert rates[name]["rate"] == 1.0, (name, rates[name])
 
 
 def test_evaluate_record_stores_the_result(
@@ -180,9 +213,12 @@ def test_model_card_from_the_manifest(
         "## Training data",
         "## Calibration",
         "## Abstention",
+        "## Out-of-distribution guard",
+        "## Explanations",
         "## Evaluations",
         "## Limitations",
     ):
         assert heading in card
     assert "Not for clinical use" in card and "3,705,921 parameters" in card
     assert "95% CI" in card
+    assert "hirescam (served): pointing game" in card and "refused" in card

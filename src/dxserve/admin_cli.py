@@ -1,28 +1,37 @@
-"""Admin commands: tenants, API keys and model aliases."""
+"""Admin commands: tenants, API keys, model aliases and clinician feedback."""
 
+import csv
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 
 from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.principal import Role
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
+from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
+from dxserve.store.feedback import Feedback
 
 tenants_app = typer.Typer(help="Tenants: the organisations whose data dxserve keeps apart.")
 keys_app = typer.Typer(help="API keys. A key is shown once; only its hash is stored.")
+feedback_app = typer.Typer(help="Clinicians' feedback on diagnoses.")
 console = Console(stderr=True)
 
 
-def accounts() -> Accounts:
+def database() -> Engine:
     engine = make_engine(Settings().database)
     migrate(engine)
-    return Accounts(engine)
+    return engine
+
+
+def accounts() -> Accounts:
+    return Accounts(database())
 
 
 @tenants_app.command("create")
@@ -91,3 +100,32 @@ def set_alias(
     aliases[alias] = Alias(alias, tuple(parsed), shadow)
     write_aliases(repo.root / model, aliases)
     console.print(f"{model}:{alias} → {aliases[alias].to_dict()}")
+
+
+SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}
+
+
+@feedback_app.command("export")
+def export_feedback(
+    model: Annotated[str, typer.Option(help="Model name.")],
+    out: Annotated[Path, typer.Option(help="Folder to write the dataset into.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's feedback.")] = None,
+) -> None:
+    """Write the inputs clinicians labelled as a dataset `dxserve train` reads: one folder per
+    label and a manifest.csv (path, label)."""
+    engine = database()
+    tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
+    blobs = BlobStore(Settings().data_dir / "blobs")
+    labelled = Feedback(engine).labelled_inputs(model, tenant_id)
+    rows = []
+    for item in labelled:
+        path = Path(item.label) / f"{item.diagnosis_id}{SUFFIXES.get(item.media_type, '.bin')}"
+        (out / path.parent).mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(blobs.get(item.sha256))
+        rows.append({"path": path.as_posix(), "label": item.label})
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    console.print(f"{len(rows)} labelled inputs of {model} written to {out}")

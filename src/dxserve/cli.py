@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dxserve import __version__
-from dxserve.admin_cli import keys_app, set_alias, tenants_app
+from dxserve.admin_cli import feedback_app, keys_app, set_alias, tenants_app
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
 from dxserve.errors import DxError, MissingDependency
@@ -28,6 +28,7 @@ app = typer.Typer(
 )
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
+app.add_typer(feedback_app, name="feedback")
 app.command("alias")(set_alias)
 console = Console(stderr=True)
 

@@ -20,20 +20,22 @@ Images = list[np.ndarray]  # (H, W, 3) uint8 each
 
 
 def pydicom_sets() -> dict[str, Images]:
-    """First frames of pydicom's test files with pixel data, grouped by modality."""
+    """First frames of pydicom's test files with pixel data, grouped by modality (the files
+    installed with pydicom only: its downloadable extras are never fetched)."""
     import pydicom
-    from pydicom.data import get_testdata_files
+    from pydicom.data.data_manager import DATA_ROOT
+    from pydicom.errors import InvalidDicomError
 
     groups = {"CT": "CT slices", "MR": "MR slices", "US": "real ultrasound (not phantoms)"}
     sets: dict[str, Images] = {name: [] for name in groups.values()}
     sets["other modalities (NM, SEG)"] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # some test files are deliberately malformed
-        for name in sorted(get_testdata_files("*.dcm")):
+        for name in sorted((Path(DATA_ROOT) / "test_files").rglob("*.dcm")):
             try:
                 modality = str(pydicom.dcmread(name, stop_before_pixels=True).get("Modality", ""))
-                frames = decode_path(Path(name))
-            except (DxError, ValueError, AttributeError, OSError):
+                frames = decode_path(name)
+            except (DxError, InvalidDicomError, ValueError, AttributeError, OSError):
                 continue
             if modality in groups:
                 sets[groups[modality]].append(frames[0])

@@ -63,6 +63,25 @@ def render_card(manifest: Manifest) -> str:
             f'a clinician". On {a["n"]} {a["fitted_on"]} images: coverage {a["coverage"]:.3f}, '
             f"accuracy on answered cases {a['accuracy']:.3f} (target {a['target_accuracy']:.2f}).",
         ]
+    if manifest.ood:
+        o = manifest.ood
+        lines += [
+            "",
+            "## Out-of-distribution guard",
+            'Inputs unlike the training images are answered "not assessed" instead of diagnosed: '
+            "blank, saturated or colour frames (bounds from the training images), and a "
+            f"Mahalanobis distance on the {o['output']} output above the {o['quantile']:.1%} "
+            "quantile of the validation images.",
+        ]
+    if manifest.explanation:
+        x = manifest.explanation
+        lines += [
+            "",
+            "## Explanations",
+            f"`explain=true` returns a {x['method']} map from the network's own "
+            f"`{x['output']}` output ({x.get('layer', 'its last conv block')}); occlusion "
+            "sensitivity is available for models without one.",
+        ]
     if manifest.evaluations:
         lines += ["", "## Evaluations"]
         for name, e in sorted(manifest.evaluations.items()):
@@ -74,9 +93,36 @@ def render_card(manifest: Manifest) -> str:
                 + _metrics_line(e)
                 + (f"; ECE {e['ece']:.4f}" if "ece" in e else "")
             )
+            lines += _trust_lines(e)
     synthetic = training.get("synthetic_phantoms", False)
     lines += ["", "## Limitations", LIMITATIONS_SYNTHETIC if synthetic else LIMITATIONS_UNVALIDATED]
     return "\n".join(lines) + "\n"
+
+
+def _trust_lines(e: dict[str, Any]) -> list[str]:
+    """Abstention coverage, saliency localisation and OOD refusals of one evaluation."""
+    lines = []
+    a = e.get("abstention")
+    if a:
+        lines.append(
+            f"  - abstention: coverage {a['coverage']:.3f}, accuracy on answered cases "
+            f"{_num(a['accuracy_answered'])}"
+        )
+    x = e.get("explanation")
+    if x:
+        for method, scores in x["methods"].items():
+            lines.append(
+                f"  - {method}{' (served)' if method == x['served_method'] else ''}: pointing game "
+                f"{scores['pointing_game']:.3f} (±{x['tolerance_px']} px; strict "
+                f"{scores['pointing_game_strict']:.3f}), relevance mass "
+                f"{scores['relevance_mass']:.3f}, n = {scores['n']}"
+            )
+    ood = e.get("ood", {})
+    if ood.get("false_refusal_rate") is not None:
+        lines.append(f"  - out-of-distribution false refusals: {ood['false_refusal_rate']:.3f}")
+    for name, r in ood.get("refusal_rates", {}).items():
+        lines.append(f"  - refused {r['refused']}/{r['n']}: {name}")
+    return lines
 
 
 def _metrics_line(m: dict[str, Any]) -> str:
