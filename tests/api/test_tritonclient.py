@@ -95,6 +95,7 @@ def test_binary_inference_matches_onnx_runtime(server: tuple[str, str], trained_
     outputs = [
         httpclient.InferRequestedOutput("probability", binary_data=True),
         httpclient.InferRequestedOutput("logit", binary_data=True),
+        httpclient.InferRequestedOutput("hirescam", binary_data=True),  # the saliency map
     ]
     result = client.infer(
         "echo-cnn", [image], outputs=outputs, headers={"Authorization": f"Bearer {token}"}
@@ -102,9 +103,14 @@ def test_binary_inference_matches_onnx_runtime(server: tuple[str, str], trained_
     session = ort.InferenceSession(
         str(trained_repo / "echo-cnn" / "1" / "model.onnx"), providers=["CPUExecutionProvider"]
     )
-    expected_p, expected_l = session.run(["probability", "logit"], {"image": x})
+    expected_p, expected_l, expected_map = session.run(
+        ["probability", "logit", "hirescam"], {"image": x}
+    )
     assert np.abs(result.as_numpy("probability") - expected_p).max() <= 1e-6
     assert np.abs(result.as_numpy("logit") - expected_l).max() <= 1e-6
+    assert result.as_numpy("hirescam").shape == (5, 30, 30)
+    assert np.abs(result.as_numpy("hirescam") - expected_map).max() <= 1e-6
+    assert result.as_numpy("features") is None  # only what was asked for comes back
     assert result.get_response()["model_version"] == "1"
     client.close()
 
