@@ -1,5 +1,6 @@
 """The demo model that `make serve` prepares: the seed CNN, trained with the seed's settings on
-phantoms, must reach ROC AUC ≥ 0.95 and ECE ≤ 0.03 on held-out phantoms from another seed."""
+phantoms, must reach ROC AUC ≥ 0.95, ECE ≤ 0.03 and a saliency pointing game ≥ 0.9 on held-out
+phantoms from another seed, and its guard must refuse what is not an echo."""
 
 import os
 import subprocess
@@ -32,4 +33,10 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     assert held_out["auc"] >= 0.95, held_out
     assert held_out["ece"] <= 0.03, held_out  # served probabilities are calibrated
     assert manifest.calibration["method"] == "temperature"
+    served = held_out["explanation"]["methods"][held_out["explanation"]["served_method"]]
+    assert served["pointing_game"] >= 0.9, held_out["explanation"]
+    ood = held_out["ood"]
+    assert ood["false_refusal_rate"] <= 0.03, ood
+    for name in ("CT slices", "MR slices", "blank frames", "uniform noise", "photographs (colour)"):
+        assert ood["refusal_rates"][name]["rate"] >= 0.9, (name, ood["refusal_rates"][name])
     assert manifest.not_for_clinical_use

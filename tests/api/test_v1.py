@@ -168,6 +168,30 @@ def test_bad_input_is_a_clear_4xx(
     assert_problem(response, status, code)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about its malformed files
+def test_every_pydicom_test_file_is_answered_without_a_5xx(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """pydicom's own test files (valid, odd and deliberately broken) as a user could send them:
+    each is diagnosed (201) or refused with a 4xx problem naming why — never a 500."""
+    from pydicom.data.data_manager import DATA_ROOT
+
+    files = sorted(f for f in (Path(DATA_ROOT) / "test_files").rglob("*") if f.is_file())
+    files = [f for f in files if f.stat().st_size <= 2 * 1024 * 1024]  # the app's body limit
+    statuses = {}
+    for f in files:
+        response = client.post(
+            "/v1/diagnoses",
+            content=f.read_bytes(),
+            headers={**auth(keys["service"]), "Content-Type": "application/dicom"},
+        )
+        statuses[f.name] = response.status_code
+        if response.status_code != 201:
+            assert response.headers["content-type"] == PROBLEM, f.name
+    assert all(s < 500 for s in statuses.values()), statuses
+    assert sum(s == 201 for s in statuses.values()) >= 40, statuses
+
+
 def test_dicom_without_pixels_and_unknown_model(
     client: TestClient, keys: dict[str, str], phantom_dir: Path
 ) -> None:
@@ -261,3 +285,25 @@ def test_served_probability_is_calibrated(
     expected = calibrated(outputs["logit"].reshape(-1), temperature)[0]
     assert body["probability"] == pytest.approx(expected, abs=1e-6)
     assert temperature != 1.0
+
+
+def test_security_headers_and_no_cors(client: TestClient, keys: dict[str, str]) -> None:
+    response = client.get(
+        "/v1/models", headers={**auth(keys["clinician"]), "Origin": "https://evil.example"}
+    )
+    assert response.status_code == 200
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert "default-src 'none'" in response.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in response.headers
+    assert "strict-transport-security" not in response.headers  # plain HTTP here
+    preflight = client.options(
+        "/v1/diagnoses",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert "access-control-allow-origin" not in preflight.headers
+    refused = client.get("/v1/models")
+    assert refused.status_code == 401 and refused.headers["x-frame-options"] == "DENY"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "content-security-policy" not in docs.headers

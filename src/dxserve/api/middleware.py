@@ -14,6 +14,19 @@ from dxserve.observability import Metrics
 log = logging.getLogger("dxserve.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
+# On every response: results hold patient data, so nothing is cached, sniffed, framed or
+# referred. No CORS header is ever sent: browsers on other origins cannot call the API.
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cache-control", b"no-store"),
+]
+# Not on the interactive docs, whose page loads Swagger UI's script and styles.
+CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+DOCS = ("/docs", "/redoc")
+HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served over TLS
+
 
 class RequestContext:
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
@@ -57,6 +70,7 @@ class RequestContext:
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
+                    *security_headers(scope),
                 ]
             await send(message)
 
@@ -84,6 +98,15 @@ class RequestContext:
                 "tenant_id": state.get("tenant_id"),
             },
         )
+
+
+def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    headers = list(SECURITY_HEADERS)
+    if not scope["path"].startswith(DOCS):
+        headers.append(CSP)
+    if scope.get("scheme") == "https":
+        headers.append(HSTS)
+    return headers
 
 
 class _BodyTooLarge(Exception):
@@ -116,6 +139,7 @@ async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> N
                 (b"content-length", str(len(payload)).encode()),
                 (b"x-request-id", request_id.encode()),
                 (b"connection", b"close"),
+                *security_headers(scope),
             ],
         }
     )

@@ -32,5 +32,5 @@ def render_overlay(image: np.ndarray, saliency: SaliencyMap, title: str) -> byte
     bar.set_label(f"relative evidence for {saliency.target!r} ({saliency.method})", fontsize=8)
     figure.text(0.5, 0.01, NOT_FOR_CLINICAL_USE, ha="center", fontsize=7, color="grey")
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
     return buffer.getvalue()

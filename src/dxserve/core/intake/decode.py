@@ -33,7 +33,11 @@ def decode_path(path: Path) -> np.ndarray:
 def decode_bytes(data: bytes) -> np.ndarray:
     """Decode PNG/JPEG/DICOM bytes into ``(T, H, W, 3)`` uint8 RGB frames."""
     if is_dicom(data):
-        return decode_dicom(pydicom.dcmread(io.BytesIO(data)))
+        try:
+            part10 = pydicom.dcmread(io.BytesIO(data))
+        except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError) as exc:
+            raise InvalidInput(f"cannot read the DICOM file: {type(exc).__name__}") from None
+        return decode_dicom(part10)
     try:
         with Image.open(io.BytesIO(data)) as image:
             return _pil_to_rgb(image)[None]
@@ -54,7 +58,9 @@ def decode_dicom(dataset: Dataset) -> np.ndarray:
         raise UnsupportedMedia("DICOM object has no pixel data")
     try:
         pixels = dataset.pixel_array  # pydicom 3 converts YBR_* to RGB by default
-    except (NotImplementedError, RuntimeError, ValueError) as exc:
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError) as exc:
+        # AttributeError: pydicom's word for a required element (e.g. Transfer Syntax UID,
+        # Bits Allocated) that is missing; the message names the element, never a value.
         raise UnsupportedMedia(f"cannot decode DICOM pixel data: {exc}") from None
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
