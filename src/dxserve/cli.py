@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -43,11 +44,18 @@ class Architecture(StrEnum):
 
 
 def main() -> None:
-    """Entry point: run the app, turning domain errors into a clear message and exit code 2."""
+    """Entry point: run the app, turning domain errors and invalid settings into a clear
+    message and exit code 2."""
     try:
         app()
     except DxError as exc:
         console.print(f"[red]error[/red] ({exc.code}): {exc.detail}")
+        raise SystemExit(2) from None
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            setting = f"DXSERVE_{where.upper()}: " if where else ""
+            console.print(f"[red]error[/red] (invalid_settings): {setting}{error['msg']}")
         raise SystemExit(2) from None
 
 
@@ -399,25 +407,27 @@ def serve(
     )
     services = _prepare(settings, demo)
     configure_logging(settings.log_level)
+    scheme = "https" if settings.ssl_certfile else "http"
     console.print(
-        f"serving on http://{settings.host}:{settings.port} (docs at /docs), "
+        f"serving on {scheme}://{settings.host}:{settings.port} (docs at /docs), "
         f"{settings.workers} worker process(es)"
     )
+    network: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
     if settings.workers == 1:
-        uvicorn.run(create_app(services), host=settings.host, port=settings.port, log_config=None)
+        uvicorn.run(create_app(services), **network)
         return
     services.diagnoses.close()
     # Each worker process builds its own services from the environment: pass the settings on.
     for name, value in settings.model_dump(exclude_none=True).items():
         os.environ[f"DXSERVE_{name.upper()}"] = str(value)
-    uvicorn.run(
-        "dxserve.server:build_app",
-        factory=True,
-        workers=settings.workers,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-    )
+    uvicorn.run("dxserve.server:build_app", factory=True, workers=settings.workers, **network)
 
 
 def _settings(data_dir: Path | None, model_repository: Path | None) -> Settings:

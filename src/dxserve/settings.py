@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,6 +60,21 @@ class Settings(BaseSettings):
         "set ORT_THREADS so that workers × threads ≈ cores.",
     )
     log_level: str = Field(default="INFO", description="Log level of the JSON logs.")
+    ssl_certfile: Path | None = Field(
+        default=None, description="PEM certificate (chain): serve HTTPS directly with uvicorn."
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="PEM private key of ssl_certfile.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Proxies whose X-Forwarded-For/-Proto headers are trusted (comma-separated, "
+        "or * ); behind a TLS-terminating proxy, its address.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("set both DXSERVE_SSL_CERTFILE and DXSERVE_SSL_KEYFILE, or neither")
+        return self
 
     @property
     def repository(self) -> Path:
