@@ -1,6 +1,7 @@
 """Admin commands: tenants, API keys, model aliases and clinician feedback."""
 
 import csv
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,9 +12,11 @@ from sqlalchemy import Engine
 
 from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
 from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.security.audit_event import audit_event
 from dxserve.core.security.principal import Role
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
+from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.feedback import Feedback
@@ -21,6 +24,7 @@ from dxserve.store.feedback import Feedback
 tenants_app = typer.Typer(help="Tenants: the organisations whose data dxserve keeps apart.")
 keys_app = typer.Typer(help="API keys. A key is shown once; only its hash is stored.")
 feedback_app = typer.Typer(help="Clinicians' feedback on diagnoses.")
+audit_app = typer.Typer(help="The tamper-evident audit trail.")
 console = Console(stderr=True)
 
 
@@ -34,10 +38,36 @@ def accounts() -> Accounts:
     return Accounts(database())
 
 
+def audit_trail(engine: Engine | None = None) -> AuditTrail:
+    settings = Settings()
+    return AuditTrail(engine or database(), load_key(settings.audit_secret, settings.data_dir))
+
+
+def audited(action: str, resource_id: str | None, tenant: str | None = None) -> None:
+    """Record an operator's command in the audit trail (as the local operator, status 0)."""
+    engine = database()
+    tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
+    trail = audit_trail(engine)
+    try:
+        trail.record_now(
+            audit_event(
+                f"cli: {action}",
+                0,
+                tenant_id=tenant_id,
+                role="operator",
+                resource_id=resource_id,
+                source="local",
+            )
+        )
+    finally:
+        trail.close()
+
+
 @tenants_app.command("create")
 def create_tenant(name: Annotated[str, typer.Argument(help="Tenant name.")]) -> None:
     """Create a tenant."""
     tenant_id = accounts().create_tenant(name)
+    audited("tenants create", tenant_id, name)
     console.print(f"tenant {name!r} created ({tenant_id})")
 
 
@@ -49,6 +79,7 @@ def create_key(
 ) -> None:
     """Create an API key and print it once (to stdout)."""
     key_id, token = accounts().create_key(tenant, role, name)
+    audited(f"keys create ({role})", key_id, tenant)
     console.print(f"key {key_id} ({role}) for tenant {tenant!r}; store it now, it is not kept:")
     print(token)
 
@@ -59,6 +90,7 @@ def revoke_key(
 ) -> None:
     """Revoke an API key."""
     accounts().revoke(key_id)
+    audited("keys revoke", key_id)
     console.print(f"key {key_id} revoked")
 
 
@@ -129,3 +161,38 @@ def export_feedback(
         writer.writeheader()
         writer.writerows(rows)
     console.print(f"{len(rows)} labelled inputs of {model} written to {out}")
+
+
+@audit_app.command("verify")
+def verify_audit() -> None:
+    """Check the audit trail's hash chain; exit 1 naming the first broken event."""
+    trail = audit_trail()
+    try:
+        verdict = trail.verify()
+    finally:
+        trail.close()
+    if verdict.ok:
+        console.print(f"audit trail intact: {verdict.checked} events")
+        return
+    console.print(
+        f"[red]audit trail broken[/red] at event {verdict.broken_at}: {verdict.reason} "
+        f"({verdict.checked} events before it are intact)"
+    )
+    raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def export_audit(
+    out: Annotated[Path, typer.Option(help="JSON file to write.")],
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's events.")] = None,
+) -> None:
+    """Write the audit events as a FHIR R4 Bundle of AuditEvent resources."""
+    engine = database()
+    tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
+    trail = audit_trail(engine)
+    try:
+        bundle = trail.fhir_bundle(tenant_id)
+    finally:
+        trail.close()
+    out.write_text(json.dumps(bundle, indent=1))
+    console.print(f"{bundle['total']} audit events written to {out}")

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from rich.console import Console
 from rich.table import Table
 
 from dxserve import __version__
-from dxserve.admin_cli import feedback_app, keys_app, set_alias, tenants_app
+from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
 from dxserve.errors import DxError, MissingDependency
@@ -30,6 +30,7 @@ app = typer.Typer(
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
+app.add_typer(audit_app, name="audit")
 app.command("alias")(set_alias)
 console = Console(stderr=True)
 
@@ -424,9 +425,11 @@ def serve(
         uvicorn.run(create_app(services), **network)
         return
     services.diagnoses.close()
+    services.audit.close()
     # Each worker process builds its own services from the environment: pass the settings on.
     for name, value in settings.model_dump(exclude_none=True).items():
-        os.environ[f"DXSERVE_{name.upper()}"] = str(value)
+        secret = isinstance(value, SecretStr)
+        os.environ[f"DXSERVE_{name.upper()}"] = value.get_secret_value() if secret else str(value)
     uvicorn.run("dxserve.server:build_app", factory=True, workers=settings.workers, **network)
 
 

@@ -9,6 +9,7 @@ from dxserve.observability import Metrics, configure_logging
 from dxserve.services import Services
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
+from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
@@ -37,6 +38,7 @@ def build_services(settings: Settings) -> Services:
         feedback_store=Feedback(engine),
         blobs=BlobStore(settings.data_dir / "blobs"),
         metrics=metrics,
+        audit=AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir)),
     )
 
 

@@ -19,6 +19,7 @@ from dxserve.errors import InvalidInput
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
+from dxserve.store.audit import AuditTrail
 from dxserve.store.blobs import BlobStore
 from dxserve.store.diagnoses import Diagnoses, StoredInput
 from dxserve.store.feedback import Feedback
@@ -53,6 +54,7 @@ class Services:
     feedback_store: Feedback
     blobs: BlobStore
     metrics: Metrics
+    audit: AuditTrail
 
     async def diagnose(
         self,
@@ -167,3 +169,4 @@ class Services:
     async def close(self) -> None:
         await self.registry.close()
         await asyncio.to_thread(self.diagnoses.close)
+        await asyncio.to_thread(self.audit.close)

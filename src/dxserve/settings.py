@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         "or * ); behind a TLS-terminating proxy, its address.",
     )
 
+    audit_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the audit trail's hash chain; default: DATA_DIR/audit.key, created "
+        "once. Keep it outside the data dir (a secret store) so whoever can edit the database "
+        "cannot also re-forge the chain.",
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -80,6 +87,10 @@ class Settings(BaseSettings):
     def repository(self) -> Path:
         """The model repository actually in use."""
         return self.model_repository or self.data_dir / "models"
+
+    @property
+    def audit_secret(self) -> str | None:
+        return self.audit_key.get_secret_value() if self.audit_key else None
 
     @property
     def database(self) -> str:

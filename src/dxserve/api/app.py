@@ -16,8 +16,11 @@ from dxserve.services import Services
 log = logging.getLogger("dxserve.api")
 
 
-def create_app(services: Services, load_models: bool = True) -> FastAPI:
-    """The app; on startup it loads the latest version of every model (when ``load_models``)."""
+def create_app(services: Services, load_models: bool = True, audit: bool = True) -> FastAPI:
+    """The app; on startup it loads the latest version of every model (when ``load_models``).
+
+    ``audit=False`` exists for ``benchmarks/audit_cost.py`` only: no setting or command turns
+    the audit trail off."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,5 +53,6 @@ def create_app(services: Services, load_models: bool = True) -> FastAPI:
         RequestContext,
         metrics=services.metrics,
         max_body_bytes=int(services.settings.max_body_mb * 1024 * 1024),
+        audit=services.audit.submit if audit else None,
     )
     return app

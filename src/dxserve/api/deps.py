@@ -31,6 +31,8 @@ async def current_principal(
     if principal is None:
         principal = await asyncio.to_thread(services.accounts.authenticate, token)
     request.state.tenant_id = principal.tenant_id
+    request.state.key_id = principal.key_id
+    request.state.role = principal.role.value
     return principal
 
 

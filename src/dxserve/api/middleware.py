@@ -5,10 +5,12 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dxserve.core.security.audit_event import audit_event
 from dxserve.observability import Metrics
 
 log = logging.getLogger("dxserve.http")
@@ -28,11 +30,19 @@ DOCS = ("/docs", "/redoc")
 HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served over TLS
 
 
+# Not audited: health, protocol metadata, metrics and docs — no patient data, no account.
+UNAUDITED = {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"}
+Audit = Callable[[dict[str, Any]], None]
+
+
 class RequestContext:
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, audit: Audit | None = None
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.audit = audit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,12 +54,14 @@ class RequestContext:
         request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
+        location: str | None = None
 
         declared = headers.get(b"content-length")
         if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
             status = 413
             await _too_large(scope, send, request_id, self.max_body_bytes)
             self._log(scope, status, started, request_id)
+            self._audit(scope, status, request_id, None)
             return
 
         received = 0
@@ -64,9 +76,12 @@ class RequestContext:
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, location
             if message["type"] == "http.response.start":
                 status = message["status"]
+                for name, value in message.get("headers", []):
+                    if name == b"location":
+                        location = value.decode("latin-1")
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -81,6 +96,30 @@ class RequestContext:
             await _too_large(scope, send, request_id, self.max_body_bytes)
         finally:
             self._log(scope, status, started, request_id)
+            self._audit(scope, status, request_id, location)
+
+    def _audit(self, scope: Scope, status: int, request_id: str, location: str | None) -> None:
+        """Queue the request's audit event for the next group commit (after the response)."""
+        path = scope["path"]
+        if self.audit is None or path in UNAUDITED or path.startswith(DOCS):
+            return
+        route = getattr(scope.get("route"), "path", None) or path
+        state: dict[str, Any] = scope.get("state", {})
+        params = scope.get("path_params") or {}
+        resource = location.rsplit("/", 1)[-1] if location else None
+        resource = resource or ",".join(f"{k}={v}" for k, v in params.items()) or None
+        client = scope.get("client")
+        event = audit_event(
+            f"{scope['method']} {route}",
+            status,
+            tenant_id=state.get("tenant_id"),
+            key_id=state.get("key_id"),
+            role=state.get("role"),
+            resource_id=resource,
+            source=client[0] if client else None,
+            request_id=request_id,
+        )
+        self.audit(event)
 
     def _log(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started

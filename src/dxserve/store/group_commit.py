@@ -5,29 +5,43 @@ yet committed; but one commit (one fsync) serves every request that arrived mean
 """
 
 import asyncio
+import logging
 import queue
 import threading
+from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, Table, insert
+from sqlalchemy import Connection, Engine, Table, insert
+
+Writer = Callable[[Connection, list[dict[str, Any]]], None]
 
 MAX_ROWS = 512
+log = logging.getLogger("dxserve.store")
 
 _STOP = object()
 
 
 class GroupCommitter:
-    """Insert rows into ``table`` from a single writer thread, many rows per transaction."""
+    """Insert rows into ``table`` from a single writer thread, many rows per transaction
+    (or hand each transaction's rows to ``write``, for rows that need more than an insert)."""
 
-    def __init__(self, engine: Engine, table: Table, max_rows: int = MAX_ROWS) -> None:
+    def __init__(
+        self, engine: Engine, table: Table, max_rows: int = MAX_ROWS, write: Writer | None = None
+    ) -> None:
         self.engine = engine
         self.table = table
         self.max_rows = max_rows
+        self._write = write or (lambda connection, rows: connection.execute(insert(table), rows))
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dxserve-group-commit", daemon=True)
         self._thread.start()
         self.transactions = 0
         self.rows = 0
+
+    def submit(self, row: dict[str, Any]) -> None:
+        """Queue ``row`` without waiting for its commit (it commits within milliseconds, and
+        ``close`` commits whatever is queued); a failed commit is logged."""
+        self._queue.put((row, None, None))
 
     async def insert(self, row: dict[str, Any]) -> None:
         """Insert ``row``; returns once its transaction has committed."""
@@ -57,13 +71,15 @@ class GroupCommitter:
         error: BaseException | None = None
         try:
             with self.engine.begin() as connection:
-                connection.execute(insert(self.table), [row for row, _, _ in batch])
+                self._write(connection, [row for row, _, _ in batch])
             self.transactions += 1
             self.rows += len(batch)
         except Exception as exc:  # every waiting request hears about the failure
             error = exc
+            log.exception("group commit of %d rows into %s failed", len(batch), self.table.name)
         for _, future, loop in batch:
-            loop.call_soon_threadsafe(_settle, future, error)
+            if future is not None:
+                loop.call_soon_threadsafe(_settle, future, error)
 
     def close(self) -> None:
         self._queue.put(_STOP)

@@ -85,3 +85,34 @@ class FeedbackRow(Base):
     correct_label: Mapped[str] = mapped_column(String(100))
     comment: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AuditEventRow(Base):
+    """One audited action, chained to the one before (see dxserve.core.security.audit_chain)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_tenant_seq", "tenant_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    id: Mapped[str] = mapped_column(String(32), unique=True)
+    recorded: Mapped[str] = mapped_column(String(40))  # ISO 8601 UTC, as hashed
+    tenant_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    key_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    role: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    action: Mapped[str] = mapped_column(String(200))
+    resource_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's last link, one row; locking it serialises appends across processes."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,0 +1,100 @@
+"""What the audit trail costs serving: throughput with and without its middleware hook.
+
+Both servers are `dxserve serve` on the same model repository and database (the unaudited one
+is benchmarks/unaudited_server.py); wrk drives the clinical API (POST /v1/diagnoses, PNG) and
+the OIP at concurrency 16, alternating audited and unaudited runs (A B A B) so drift in these
+noisy machines falls on both. Target (issue #6): audit + metering cost ≤ 10 % of throughput.
+
+    python benchmarks/audit_cost.py [--seconds 10] [--rounds 2]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from serve import build_repository, free_port, oip_body, png_body, start_server, wait_ready, wrk
+
+
+def unaudited(repository: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DXSERVE_DATA_DIR": str(data),
+        "DXSERVE_MODEL_REPOSITORY": str(repository),
+        "DXSERVE_LOG_LEVEL": "WARNING",
+    }
+    script = Path(__file__).with_name("unaudited_server.py")
+    process = subprocess.Popen([sys.executable, str(script), str(port)], env=env)
+    wait_ready(process, port)
+    return process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("needs wrk: apt-get install -y wrk")
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        repository = build_repository(root)
+        body, length = oip_body()
+        png = png_body()
+        totals: dict[tuple[str, str], list[float]] = {}
+        token = ""
+        for round_ in range(args.rounds):
+            data = root / f"data{round_}"  # a fresh database each round: the dev key is new
+            data.mkdir()
+            for mode in ("audited", "unaudited"):
+                port = free_port()
+                if mode == "audited":
+                    process, token, _ = start_server(repository, data, port)
+                else:
+                    process = unaudited(repository, data, port)
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    for name, url, payload, ctype, hlen in (
+                        ("/v1/diagnoses PNG", f"{base}/v1/diagnoses", png, "image/png", ""),
+                        (
+                            "OIP binary",
+                            f"{base}/v2/models/echo-cnn/infer",
+                            body,
+                            "application/octet-stream",
+                            length,
+                        ),
+                    ):
+                        r = wrk(url, payload, ctype, token, 16, args.seconds, hlen)
+                        totals.setdefault((name, mode), []).append(r["rps"])
+                finally:
+                    process.terminate()
+                    process.wait(timeout=20)
+    table = Table(
+        "route (c=16)",
+        "audited req/s",
+        "unaudited req/s",
+        "ratio",
+        "cost",
+        title="audit trail cost",
+    )
+    for name in ("/v1/diagnoses PNG", "OIP binary"):
+        audited = sum(totals[(name, "audited")]) / args.rounds
+        plain = sum(totals[(name, "unaudited")]) / args.rounds
+        table.add_row(
+            name,
+            f"{audited:.1f}",
+            f"{plain:.1f}",
+            f"{audited / plain:.3f}",
+            f"{1 - audited / plain:+.1%}",
+        )
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

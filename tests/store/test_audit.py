@@ -1,0 +1,140 @@
+"""The audit trail on SQLite and PostgreSQL: appends chain, tampering is found and named."""
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, delete, select, text, update
+
+from dxserve.core.security.audit_chain import GENESIS
+from dxserve.core.security.audit_event import audit_event
+from dxserve.store.audit import AuditTrail
+from dxserve.store.database import make_engine, migrate
+from dxserve.store.tables import AuditEventRow, AuditHead
+
+KEY = b"test-key-not-a-secret"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    with engine.begin() as connection:  # PostgreSQL keeps one database for the session
+        connection.execute(delete(AuditEventRow))
+        connection.execute(update(AuditHead).values(seq=0, hash=GENESIS))
+    yield engine
+    engine.dispose()
+
+
+def fill(trail: AuditTrail, n: int) -> None:
+    async def many() -> None:
+        await asyncio.gather(
+            *(
+                trail.record(audit_event("GET /v1/diagnoses/{id}", 200, resource_id=str(i)))
+                for i in range(n)
+            )
+        )
+
+    asyncio.run(many())
+
+
+def test_concurrent_appends_form_one_intact_chain(engine: Engine) -> None:
+    trail = AuditTrail(engine, KEY)
+    fill(trail, 50)
+    assert trail.writer.transactions < 50  # group commit: fewer transactions than events
+    # A second "process" (another trail over its own engine) appending at the same time.
+    other = AuditTrail(make_engine(str(engine.url.render_as_string(hide_password=False))), KEY)
+    threads = [threading.Thread(target=fill, args=(t, 30)) for t in (trail, other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    verdict = trail.verify()
+    assert verdict.ok and verdict.checked == 110, verdict
+    with engine.connect() as connection:
+        seqs = (
+            connection.execute(select(AuditEventRow.seq).order_by(AuditEventRow.seq))
+            .scalars()
+            .all()
+        )
+    assert seqs == list(range(1, 111))
+    trail.close()
+    other.close()
+    other.engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("tamper", "broken_at", "reason"),
+    [
+        ("edit", 5, "edited"),
+        ("delete", 6, "missing"),  # the event after the gap has lost its predecessor
+        ("delete-last", 11, "deleted"),
+        ("swap", 4, "missing"),
+    ],
+)
+def test_tampering_is_found_and_named(
+    engine: Engine, tamper: str, broken_at: int, reason: str
+) -> None:
+    trail = AuditTrail(engine, KEY)
+    fill(trail, 10)
+    events = AuditEventRow.__table__
+    with engine.begin() as connection:
+        if tamper == "edit":
+            connection.execute(update(events).where(events.c.seq == 5).values(status=403))
+        elif tamper == "delete":
+            connection.execute(delete(events).where(events.c.seq == 5))
+        elif tamper == "delete-last":
+            connection.execute(delete(events).where(events.c.seq == 10))
+            broken_at = 10
+        else:  # swap the contents (and links) of events 4 and 6
+            rows = {
+                r.seq: r._asdict()
+                for r in connection.execute(select(events).where(events.c.seq.in_([4, 6])))
+            }
+            for seq, source in ((4, rows[6]), (6, rows[4])):
+                values = {k: v for k, v in source.items() if k not in ("seq", "id")}
+                connection.execute(update(events).where(events.c.seq == seq).values(**values))
+    verdict = trail.verify()
+    assert not verdict.ok and verdict.broken_at == broken_at and reason in verdict.reason, verdict
+    trail.close()
+
+
+def test_another_key_cannot_verify_or_forge(engine: Engine) -> None:
+    trail = AuditTrail(engine, KEY)
+    fill(trail, 3)
+    assert trail.verify().ok
+    forger = AuditTrail(engine, b"another key")
+    verdict = forger.verify()
+    assert verdict.broken_at == 1 and "edited" in verdict.reason
+    trail.close()
+    forger.close()
+
+
+def test_events_export_as_fhir_audit_events(engine: Engine) -> None:
+    trail = AuditTrail(engine, KEY)
+    trail.record_now(
+        audit_event(
+            "POST /v1/diagnoses",
+            201,
+            tenant_id="t1",
+            key_id="k1",
+            role="clinician",
+            resource_id="d1",
+            source="127.0.0.1",
+        )
+    )
+    trail.record_now(audit_event("GET /v1/diagnoses", 401, source="127.0.0.1"))
+    bundle = trail.fhir_bundle()
+    assert bundle["resourceType"] == "Bundle" and bundle["total"] == 2
+    created, refused = (e["resource"] for e in bundle["entry"])
+    assert created["resourceType"] == "AuditEvent" and created["action"] == "C"
+    assert created["type"]["code"] == "110110" and created["outcome"] == "0"
+    assert created["agent"][0]["who"]["identifier"]["value"] == "k1"
+    assert created["agent"][0]["network"] == {"address": "127.0.0.1", "type": "2"}
+    assert created["entity"][0]["what"]["identifier"]["value"] == "d1"
+    assert refused["type"]["code"] == "110114" and refused["outcome"] == "4"
+    assert [e["resource"]["id"] for e in trail.fhir_bundle("t1")["entry"]] == [created["id"]]
+    with engine.connect() as connection:
+        assert connection.execute(text("select count(*) from audit_events")).scalar() == 2
+    trail.close()
