@@ -32,6 +32,9 @@ FIELDS = (
     "request_id",
 )
 HEAD_ID = 1
+# Events are queued after their responses; gathering them for up to 20 ms makes transactions
+# fewer and larger (benchmarks/audit_cost.py), at no cost to any request.
+LINGER_S = 0.02
 
 
 def load_key(value: str | None, data_dir: Path) -> bytes:
@@ -56,6 +59,7 @@ class AuditTrail:
             engine,
             AuditEventRow.__table__,  # type: ignore[arg-type]
             write=self._append,
+            linger_s=LINGER_S,
         )
 
     async def record(self, event: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,11 +27,19 @@ class GroupCommitter:
     (or hand each transaction's rows to ``write``, for rows that need more than an insert)."""
 
     def __init__(
-        self, engine: Engine, table: Table, max_rows: int = MAX_ROWS, write: Writer | None = None
+        self,
+        engine: Engine,
+        table: Table,
+        max_rows: int = MAX_ROWS,
+        write: Writer | None = None,
+        linger_s: float = 0.0,
     ) -> None:
         self.engine = engine
         self.table = table
         self.max_rows = max_rows
+        # How long a transaction waits for more rows after its first: fewer, larger
+        # transactions for rows nobody waits on (``submit``); 0 for rows a request awaits.
+        self.linger_s = linger_s
         self._write = write or (lambda connection, rows: connection.execute(insert(table), rows))
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="dxserve-group-commit", daemon=True)
@@ -56,9 +65,11 @@ class GroupCommitter:
             if item is _STOP:
                 return
             batch = [item]
+            deadline = time.monotonic() + self.linger_s
             while len(batch) < self.max_rows:
                 try:
-                    nxt = self._queue.get_nowait()
+                    wait = deadline - time.monotonic()
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:
