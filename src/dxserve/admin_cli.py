@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
 from dxserve.core.runtime.repository import ModelRepository
-from dxserve.core.security.audit_event import audit_event
+from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
 from dxserve.core.security.principal import Role
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
@@ -191,7 +191,7 @@ def export_audit(
     tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
     trail = audit_trail(engine)
     try:
-        bundle = trail.fhir_bundle(tenant_id)
+        bundle = to_fhir_bundle(list(trail.events(tenant_id)))
     finally:
         trail.close()
     out.write_text(json.dumps(bundle, indent=1))

@@ -71,3 +71,38 @@ def test_audit_cli_verifies_exports_and_names_an_edited_event(
     broken = runner.invoke(cli, ["audit", "verify"])
     assert broken.exit_code == 1
     assert "broken at event 3" in broken.output and "edited" in broken.output
+
+
+def test_admins_read_their_tenants_audit_as_fhir_pages(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    for _ in range(3):
+        client.get("/v1/models", headers=auth(keys["clinician"]))
+    client.get("/v1/models", headers=auth(keys["other"]))
+    audit = client.app.state.services.audit  # type: ignore[attr-defined]
+
+    def models_reads() -> int:
+        return sum(1 for e in audit.events() if e["action"] == "GET /v1/models")
+
+    deadline = time.monotonic() + 10  # events commit just after their responses
+    while models_reads() < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    admin = auth(keys["admin"])
+    page = client.get("/v1/admin/audit?limit=2", headers=admin).json()
+    assert page["resourceType"] == "Bundle" and page["total"] == 2
+    assert all(e["resource"]["resourceType"] == "AuditEvent" for e in page["entry"])
+    seen = []
+    url: str | None = "/v1/admin/audit?limit=2"
+    while url:
+        page = client.get(url, headers=admin).json()
+        seen += [e["resource"] for e in page["entry"]]
+        url = next(
+            (link["url"] for link in page.get("link", []) if link["relation"] == "next"), None
+        )
+    other_tenant = {e["tenant_id"] for e in audit.events() if e["key_id"] is not None} - {
+        seen[0]["source"]["site"]
+    }
+    assert other_tenant and all(r["source"]["site"] == seen[0]["source"]["site"] for r in seen)
+    assert len({r["id"] for r in seen}) == len(seen) >= 3
+    refused = client.get("/v1/admin/audit", headers=auth(keys["clinician"]))
+    assert refused.status_code == 403

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, delete, select, text, update
 
 from dxserve.core.security.audit_chain import GENESIS
-from dxserve.core.security.audit_event import audit_event
+from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
 from dxserve.store.audit import AuditTrail
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.tables import AuditEventRow, AuditHead
@@ -125,7 +125,7 @@ def test_events_export_as_fhir_audit_events(engine: Engine) -> None:
         )
     )
     trail.record_now(audit_event("GET /v1/diagnoses", 401, source="127.0.0.1"))
-    bundle = trail.fhir_bundle()
+    bundle = to_fhir_bundle(list(trail.events()))
     assert bundle["resourceType"] == "Bundle" and bundle["total"] == 2
     created, refused = (e["resource"] for e in bundle["entry"])
     assert created["resourceType"] == "AuditEvent" and created["action"] == "C"
@@ -134,7 +134,8 @@ def test_events_export_as_fhir_audit_events(engine: Engine) -> None:
     assert created["agent"][0]["network"] == {"address": "127.0.0.1", "type": "2"}
     assert created["entity"][0]["what"]["identifier"]["value"] == "d1"
     assert refused["type"]["code"] == "110114" and refused["outcome"] == "4"
-    assert [e["resource"]["id"] for e in trail.fhir_bundle("t1")["entry"]] == [created["id"]]
+    assert [e["id"] for e in trail.events("t1")] == [created["id"]]
+    assert [e["seq"] for e in trail.events(after=1)] == [2]
     with engine.connect() as connection:
         assert connection.execute(text("select count(*) from audit_events")).scalar() == 2
     trail.close()

@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from dxserve.core.security.audit_chain import Verdict, link, verify
-from dxserve.core.security.audit_event import to_fhir
 from dxserve.store.group_commit import GroupCommitter
 from dxserve.store.tables import AuditEventRow, AuditHead
 
@@ -106,15 +105,16 @@ class AuditTrail:
         links = ((r.seq, r.prev_hash, r.hash, {**_fields(r), "seq": r.seq}) for r in self._rows())
         return verify(self.key, links, (head.seq, head.hash))
 
-    def events(self, tenant_id: str | None = None) -> Iterator[dict[str, Any]]:
-        """Stored events in order (one tenant's, or all), without their chain fields."""
-        for row in self._rows(tenant_id):
-            yield _fields(row)
+    def events(self, tenant_id: str | None = None, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Stored events in order (one tenant's, or all) after sequence number ``after``,
+        without their chain fields."""
+        for row in self._rows(tenant_id, after):
+            yield {**_fields(row), "seq": row.seq}
 
-    def _rows(self, tenant_id: str | None = None) -> Iterator[AuditEventRow]:
+    def _rows(self, tenant_id: str | None = None, after: int = 0) -> Iterator[AuditEventRow]:
         """Rows in sequence order, fetched in chunks (a server-side cursor, closed however the
         caller stops)."""
-        query = select(AuditEventRow).order_by(AuditEventRow.seq)
+        query = select(AuditEventRow).where(AuditEventRow.seq > after).order_by(AuditEventRow.seq)
         if tenant_id is not None:
             query = query.where(AuditEventRow.tenant_id == tenant_id)
         with Session(self.engine) as session:
@@ -123,16 +123,6 @@ class AuditTrail:
                 yield from result.scalars()
             finally:
                 result.close()
-
-    def fhir_bundle(self, tenant_id: str | None = None) -> dict[str, Any]:
-        """The events as a FHIR R4 collection Bundle of AuditEvent resources."""
-        entries = [{"resource": to_fhir(e)} for e in self.events(tenant_id)]
-        return {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "total": len(entries),
-            "entry": entries,
-        }
 
     def close(self) -> None:
         self.writer.close()

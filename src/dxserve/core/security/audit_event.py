@@ -80,3 +80,17 @@ def to_fhir(event: dict[str, Any]) -> dict[str, Any]:
             }
         )
     return resource
+
+
+def to_fhir_bundle(events: list[dict[str, Any]], next_url: str | None = None) -> dict[str, Any]:
+    """Events as a FHIR R4 collection Bundle of AuditEvent resources, with a ``next`` link
+    when there are more to fetch."""
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "total": len(events),
+        "entry": [{"resource": to_fhir(e)} for e in events],
+    }
+    if next_url:
+        bundle["link"] = [{"relation": "next", "url": next_url}]
+    return bundle

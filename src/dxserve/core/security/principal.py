@@ -18,6 +18,7 @@ class Permission(StrEnum):
     infer = "infer"  # Open Inference Protocol
     manage_models = "manage_models"
     feedback = "feedback"  # a clinician's verdict on a diagnosis
+    read_audit = "read_audit"  # the tenant's audit trail
 
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
