@@ -19,7 +19,15 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install -e '.[train,postgres,dev]'
 	touch $@ $(VENV)/.serve-installed
 
+# Stored data is encrypted under a master key kept outside the data dir; the first `make serve`
+# creates one there (set DXSERVE_MASTER_KEY_FILE or DXSERVE_MASTER_KEY to use your own).
+ifeq ($(DXSERVE_MASTER_KEY),)
+export DXSERVE_MASTER_KEY_FILE ?= $(HOME)/.config/dxserve/master.key
+endif
+
 serve: $(VENV)/.serve-installed
+	@if [ -n "$$DXSERVE_MASTER_KEY_FILE" ] && [ ! -e "$$DXSERVE_MASTER_KEY_FILE" ]; then \
+	  $(BIN)/dxserve keys create-master --out "$$DXSERVE_MASTER_KEY_FILE"; fi
 	$(BIN)/dxserve serve
 
 test: $(VENV)/.dev-installed

@@ -19,6 +19,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dxserve.core.security.envelope import new_master_key
 from serve import build_repository, free_port, oip_body, png_body, start_server, wait_ready, wrk
 
 
@@ -28,6 +29,7 @@ def unaudited(repository: Path, data: Path, port: int) -> subprocess.Popen[bytes
         "DXSERVE_DATA_DIR": str(data),
         "DXSERVE_MODEL_REPOSITORY": str(repository),
         "DXSERVE_LOG_LEVEL": "WARNING",
+        "DXSERVE_MASTER_KEY": os.environ.get("DXSERVE_MASTER_KEY") or new_master_key(),
     }
     script = Path(__file__).with_name("unaudited_server.py")
     process = subprocess.Popen([sys.executable, str(script), str(port)], env=env)

@@ -32,6 +32,7 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
+from dxserve.core.security.envelope import new_master_key
 from dxserve.phantoms.study import make_study
 
 LUA = """
@@ -93,6 +94,7 @@ def start_server(
         "DXSERVE_DATA_DIR": str(data),
         "DXSERVE_MODEL_REPOSITORY": str(repository),
         "DXSERVE_LOG_LEVEL": "WARNING",
+        "DXSERVE_MASTER_KEY": os.environ.get("DXSERVE_MASTER_KEY") or new_master_key(),
     }
     log = (data / "serve.log").open("w")
     started = time.perf_counter()

@@ -7,7 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from dxserve.core.security.envelope import new_master_key
 from dxserve.phantoms.generate import generate
+
+
+@pytest.fixture(scope="session", autouse=True)
+def master_key() -> Iterator[str]:
+    """One throwaway master key for the session's stores (servers run as subprocesses inherit
+    it through the environment)."""
+    with pytest.MonkeyPatch.context() as patch:
+        key = new_master_key()
+        patch.setenv("DXSERVE_MASTER_KEY", key)
+        yield key
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The dxserve command line, end to end on real files."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,8 @@ from typer.testing import CliRunner, Result
 
 from dxserve.cli import app
 from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.security.envelope import KeyRing, SealedError
+from dxserve.store.blobs import BlobStore
 
 runner = CliRunner()
 
@@ -138,6 +141,7 @@ def test_prepare_checks_models_and_creates_a_dev_key_once(
         "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
         "DXSERVE_DATA_DIR": str(tmp_path),
         "PATH": "/usr/bin:/bin",
+        "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }
     result = dxserve("prepare", env=env)
     assert result.returncode == 0, result.stderr
@@ -148,11 +152,46 @@ def test_prepare_checks_models_and_creates_a_dev_key_once(
     assert again.returncode == 0 and "dxs_" not in again.stderr
 
 
+def test_no_master_key_no_service(trained_repo: Path, tmp_path: Path) -> None:
+    env = {"DXSERVE_DATA_DIR": str(tmp_path), "DXSERVE_MODEL_REPOSITORY": str(trained_repo)}
+    result = dxserve("serve", "--port", "1", env={**env, "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "error (master_key): no master key" in result.stderr
+    assert not (tmp_path / "dxserve.db").exists()  # refused before storing anything
+    bad = dxserve("prepare", env={**env, "DXSERVE_MASTER_KEY": "too-short"})
+    assert bad.returncode == 2 and "too-short" not in bad.stderr
+
+
+def test_rotate_master_rewraps_what_is_stored(tmp_path: Path) -> None:
+    key_file = tmp_path / "secrets" / "master.key"
+    env = {"DXSERVE_DATA_DIR": str(tmp_path / "data"), "DXSERVE_MASTER_KEY_FILE": str(key_file)}
+    created = dxserve("keys", "create-master", "--out", str(key_file), env=env)
+    assert created.returncode == 0, created.stderr
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    old_key = key_file.read_text()
+    running = KeyRing.from_settings(None, key_file)  # a server holding the file
+    blobs = BlobStore(tmp_path / "data" / "blobs", running)
+    digests = [blobs.put(f"image {i}".encode()) for i in range(5)]
+    rotated = dxserve("keys", "rotate-master", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "5 data keys re-wrapped" in rotated.stderr
+    assert key_file.read_text() != old_key and len(key_file.read_text().split()) == 1
+    fresh = BlobStore(tmp_path / "data" / "blobs", KeyRing.from_settings(None, key_file))
+    assert [fresh.get(d) for d in digests] == [f"image {i}".encode() for i in range(5)]
+    assert blobs.get(digests[0]) == b"image 0"  # the running server followed the file
+    old_only = BlobStore(tmp_path / "data" / "blobs", KeyRing.from_settings(old_key, None))
+    with pytest.raises(SealedError):
+        old_only.get(digests[0])
+    again = dxserve("keys", "create-master", "--out", str(key_file), env=env)
+    assert again.returncode != 0 and "exists" in again.stderr
+
+
 def test_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
     env = {
         "DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"),
         "DXSERVE_DATA_DIR": str(tmp_path),
         "PATH": "/usr/bin:/bin",
+        "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }
     result = dxserve("prepare", "--model-repository", str(trained_repo), env=env)
     assert result.returncode == 0, result.stderr
@@ -164,6 +203,7 @@ def test_tenants_keys_and_aliases(trained_repo: Path, tmp_path: Path) -> None:
         "DXSERVE_DATA_DIR": str(tmp_path),
         "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
         "PATH": "/usr/bin:/bin",
+        "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }
     assert dxserve("tenants", "create", "clinic", env=env).returncode == 0
     created = dxserve("keys", "create", "--tenant", "clinic", "--role", "clinician", env=env)

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,15 @@ from sqlalchemy import Engine
 from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
+from dxserve.core.security.envelope import (
+    KeyRing,
+    encode_master_key,
+    new_master_key,
+    read_key_file,
+    write_key_file,
+)
 from dxserve.core.security.principal import Role
+from dxserve.progress import bar
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
 from dxserve.store.audit import AuditTrail, load_key
@@ -26,6 +35,9 @@ keys_app = typer.Typer(help="API keys. A key is shown once; only its hash is sto
 feedback_app = typer.Typer(help="Clinicians' feedback on diagnoses.")
 audit_app = typer.Typer(help="The tamper-evident audit trail.")
 console = Console(stderr=True)
+# How long rotate-master waits before a second pass, for blobs a server sealed under the old
+# key just before it noticed the new key file.
+ROTATION_GRACE_S = 2.0
 
 
 def database() -> Engine:
@@ -94,6 +106,50 @@ def revoke_key(
     console.print(f"key {key_id} revoked")
 
 
+@keys_app.command("create-master")
+def create_master(
+    out: Annotated[Path, typer.Option(help="Key file to create (outside the data dir).")],
+) -> None:
+    """Create a master key file (mode 600) for DXSERVE_MASTER_KEY_FILE."""
+    if out.exists():
+        raise typer.BadParameter(f"{out} exists; rotate it with `dxserve keys rotate-master`")
+    write_key_file(out, [new_master_key()])
+    console.print(
+        f"master key written to {out}; set DXSERVE_MASTER_KEY_FILE={out} and back it up apart "
+        "from the data: without it nothing stored can be read"
+    )
+
+
+@keys_app.command("rotate-master")
+def rotate_master() -> None:
+    """Replace the master key in DXSERVE_MASTER_KEY_FILE and re-wrap every stored data key
+    under the new one (the data itself is not re-encrypted). Running servers follow the file."""
+    settings = Settings()
+    path = settings.master_key_file
+    if settings.master_secret or path is None:
+        raise typer.BadParameter(
+            "rotate-master rotates DXSERVE_MASTER_KEY_FILE; with DXSERVE_MASTER_KEY set, move "
+            "to a key file first (`dxserve keys create-master`)"
+        )
+    old = [encode_master_key(k) for k in read_key_file(path)]
+    new = new_master_key()
+    write_key_file(path, [new, *old])  # from now on servers seal under the new key
+    blobs = BlobStore(settings.data_dir / "blobs", KeyRing.from_settings(None, path))
+    changed = 0
+    for attempt in ("re-wrap", "stragglers"):
+        if attempt == "stragglers":  # sealed by a server before it saw the new file
+            time.sleep(ROTATION_GRACE_S)
+        digests = list(blobs.digests())
+        with bar(console) as progress:
+            task = progress.add_task(attempt, total=len(digests), status="")
+            for digest in digests:
+                changed += blobs.rewrap(digest)
+                progress.advance(task)
+    write_key_file(path, [new])
+    audited("keys rotate-master", None)
+    console.print(f"master key rotated; {changed} data keys re-wrapped, old key removed")
+
+
 @keys_app.command("list")
 def list_keys() -> None:
     """List API keys (never their secrets)."""
@@ -147,7 +203,9 @@ def export_feedback(
     label and a manifest.csv (path, label)."""
     engine = database()
     tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
-    blobs = BlobStore(Settings().data_dir / "blobs")
+    settings = Settings()
+    keys = KeyRing.from_settings(settings.master_secret, settings.master_key_file)
+    blobs = BlobStore(settings.data_dir / "blobs", keys)
     labelled = Feedback(engine).labelled_inputs(model, tenant_id)
     rows = []
     for item in labelled:

@@ -441,9 +441,11 @@ def _settings(data_dir: Path | None, model_repository: Path | None) -> Settings:
 def _prepare(settings: Settings, demo: bool) -> "Services":
     """Demo model and dev key when missing; the services, built and checked."""
     from dxserve.core.runtime.onnx import OnnxModel
+    from dxserve.core.security.envelope import KeyRing
     from dxserve.demo import prepare_demo_model
     from dxserve.server import build_services
 
+    KeyRing.from_settings(settings.master_secret, settings.master_key_file)  # refuse early
     repo = ModelRepository(settings.repository)
     if demo and settings.default_model not in repo.models():
         prepare_demo_model(settings)

@@ -5,6 +5,7 @@ from fastapi import FastAPI
 from dxserve.api.app import create_app
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.security.envelope import KeyRing
 from dxserve.observability import Metrics, configure_logging
 from dxserve.services import Services
 from dxserve.settings import Settings
@@ -17,7 +18,9 @@ from dxserve.store.feedback import Feedback
 
 
 def build_services(settings: Settings) -> Services:
-    """Everything the API needs, from settings; migrates the database."""
+    """Everything the API needs, from settings; migrates the database. Refuses (MasterKeyError)
+    without a master key: nothing is stored in clear."""
+    keys = KeyRing.from_settings(settings.master_secret, settings.master_key_file)
     engine = make_engine(settings.database)
     migrate(engine)
     metrics = Metrics()
@@ -36,7 +39,7 @@ def build_services(settings: Settings) -> Services:
         accounts=Accounts(engine),
         diagnoses=Diagnoses(engine),
         feedback_store=Feedback(engine),
-        blobs=BlobStore(settings.data_dir / "blobs"),
+        blobs=BlobStore(settings.data_dir / "blobs", keys),
         metrics=metrics,
         audit=AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir)),
     )

@@ -77,6 +77,17 @@ class Settings(BaseSettings):
         "cannot also re-forge the chain.",
     )
 
+    master_key: SecretStr | None = Field(
+        default=None,
+        description="Master key (urlsafe base64 of 32 bytes) that wraps the data key of every "
+        "stored input, output and pseudonym map. Prefer MASTER_KEY_FILE, which can be rotated.",
+    )
+    master_key_file: Path | None = Field(
+        default=None,
+        description="File of master keys (`dxserve keys create-master`), one a line, the first "
+        "current; keep it outside the data dir. Without a master key dxserve will not start.",
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -91,6 +102,10 @@ class Settings(BaseSettings):
     @property
     def audit_secret(self) -> str | None:
         return self.audit_key.get_secret_value() if self.audit_key else None
+
+    @property
+    def master_secret(self) -> str | None:
+        return self.master_key.get_secret_value() if self.master_key else None
 
     @property
     def database(self) -> str:
