@@ -46,7 +46,7 @@ lint: $(VENV)/.dev-installed
 bench: $(VENV)/.dev-installed
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python benchmarks/serve.py
-	$(BIN)/python benchmarks/audit_cost.py
+	$(BIN)/python benchmarks/accounting_cost.py
 	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py

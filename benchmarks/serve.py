@@ -86,16 +86,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(
-    repository: Path, data: Path, port: int
-) -> tuple[subprocess.Popen[bytes], str, float]:
-    env = {
+# The dev key's plan, with a rate limit no load generator reaches: the limiter's bookkeeping is
+# measured, not its refusals.
+BENCH_PLANS = "[plans.standard]\nrate_per_second = 1e9\nburst = 1000000000\n"
+
+
+def server_env(repository: Path, data: Path) -> dict[str, str]:
+    """`dxserve serve`'s environment for a benchmark: its data, a master key, the plans."""
+    (data / "plans.toml").write_text(BENCH_PLANS)
+    return {
         **os.environ,
         "DXSERVE_DATA_DIR": str(data),
         "DXSERVE_MODEL_REPOSITORY": str(repository),
         "DXSERVE_LOG_LEVEL": "WARNING",
         "DXSERVE_MASTER_KEY": os.environ.get("DXSERVE_MASTER_KEY") or new_master_key(),
+        "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
     }
+
+
+def start_server(
+    repository: Path, data: Path, port: int
+) -> tuple[subprocess.Popen[bytes], str, float]:
+    env = server_env(repository, data)
     log = (data / "serve.log").open("w")
     started = time.perf_counter()
     process = subprocess.Popen(

@@ -1,5 +1,6 @@
 """The dxserve command line, end to end on real files."""
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -220,6 +221,32 @@ def test_tenants_keys_and_aliases(trained_repo: Path, tmp_path: Path) -> None:
     assert (trained_repo / "echo-cnn" / "aliases.json").is_file()
     (trained_repo / "echo-cnn" / "aliases.json").unlink()
     assert dxserve("alias", "echo-cnn", "canary", "7", env=env).returncode != 0
+
+
+def test_plans_scoped_keys_rotation_and_usage(tmp_path: Path) -> None:
+    env = {
+        "DXSERVE_DATA_DIR": str(tmp_path),
+        "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
+        "COLUMNS": "200",  # the key table, unwrapped
+    }
+    assert dxserve("tenants", "create", "clinic", "--plan", "trial", env=env).returncode == 0
+    gold = dxserve("tenants", "create", "other", "--plan", "gold", env=env)
+    assert gold.returncode == 2 and "plan must be one of" in gold.stderr
+    created = dxserve("keys", "create", "--tenant", "clinic", "--role", "service",
+                      "--scopes", "diagnose", "--expires-in-days", "30", env=env)  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    key_id = created.stdout.split("_")[1]
+    rotated = dxserve("keys", "rotate", key_id, "--grace-hours", "2", env=env)
+    assert rotated.returncode == 0 and rotated.stdout.startswith("dxs_"), rotated.stderr
+    listing = dxserve("keys", "list", env=env).stderr
+    assert listing.count("diagnose") == 2 and "trial" in dxserve("tenants", "list", env=env).stderr
+    usage = dxserve("usage", "--tenant", "clinic", "--csv", env=env)
+    assert usage.returncode == 0, usage.stderr
+    month = dt.datetime.now(dt.UTC).strftime("%Y-%m")
+    assert usage.stdout.splitlines()[-1] == f"clinic,{month},total,,,0.00,EUR"
+    assert dxserve("tenants", "set-plan", "clinic", "standard", env=env).returncode == 0
+    table = dxserve("usage", "--tenant", "clinic", "--month", "2026-01", env=env)
+    assert table.returncode == 0 and "0 images, 0 frames on plan 'standard'" in table.stderr
 
 
 def test_errors_are_clear_not_tracebacks(tmp_path: Path) -> None:

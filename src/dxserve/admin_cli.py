@@ -1,6 +1,7 @@
 """Admin commands: tenants, API keys, model aliases and clinician feedback."""
 
 import csv
+import datetime as dt
 import json
 import time
 from pathlib import Path
@@ -8,9 +9,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 from sqlalchemy import Engine
 
+from dxserve.core.billing.invoice import make_invoice
+from dxserve.core.billing.plans import DEFAULT_PLAN, load_plans
 from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
@@ -29,6 +32,8 @@ from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.feedback import Feedback
+from dxserve.store.tables import utcnow
+from dxserve.store.usage import Usage, current_month, month_bounds
 
 tenants_app = typer.Typer(help="Tenants: the organisations whose data dxserve keeps apart.")
 keys_app = typer.Typer(help="API keys. A key is shown once; only its hash is stored.")
@@ -75,22 +80,92 @@ def audited(action: str, resource_id: str | None, tenant: str | None = None) -> 
         trail.close()
 
 
+PlanOption = Annotated[str, typer.Option(help="Price plan (DXSERVE_PLANS_FILE or built in).")]
+
+
+def checked_plan(plan: str) -> str:
+    offered = load_plans(Settings().plans_file)
+    if plan not in offered:
+        raise typer.BadParameter(f"plan must be one of {sorted(offered)}")
+    return plan
+
+
 @tenants_app.command("create")
-def create_tenant(name: Annotated[str, typer.Argument(help="Tenant name.")]) -> None:
+def create_tenant(
+    name: Annotated[str, typer.Argument(help="Tenant name.")], plan: PlanOption = DEFAULT_PLAN
+) -> None:
     """Create a tenant."""
-    tenant_id = accounts().create_tenant(name)
+    tenant_id = accounts().create_tenant(name, checked_plan(plan))
     audited("tenants create", tenant_id, name)
-    console.print(f"tenant {name!r} created ({tenant_id})")
+    console.print(f"tenant {name!r} created ({tenant_id}) on plan {plan!r}")
+
+
+@tenants_app.command("set-plan")
+def set_plan(
+    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    plan: Annotated[str, typer.Argument(help="Price plan.")],
+) -> None:
+    """Move a tenant to another plan (it applies to the whole current month's invoice)."""
+    accounts().set_plan(name, checked_plan(plan))
+    audited(f"tenants set-plan {plan}", None, name)
+    console.print(f"tenant {name!r} is on plan {plan!r}")
+
+
+@tenants_app.command("list")
+def list_tenants() -> None:
+    """List tenants and their plans."""
+    table = Table("name", "id", "plan", "created")
+    for tenant in accounts().tenants():
+        table.add_row(str(tenant["name"]), str(tenant["id"]), str(tenant["plan"]),
+                      str(tenant["created_at"])[:19])  # fmt: skip
+    console.print(table)
+
+
+def usage(
+    tenant: Annotated[str, typer.Option(help="Tenant name.")],
+    month: Annotated[str, typer.Option(help="YYYY-MM (default: this month).")] = "",
+    csv_out: Annotated[bool, typer.Option("--csv", help="The invoice as CSV on stdout.")] = False,
+) -> None:
+    """A tenant's usage in a month and the invoice it makes at the tenant's plan."""
+    engine = database()
+    book = Accounts(engine)
+    tenant_id = book.tenant_id(tenant)
+    month = month or current_month()
+    try:
+        start, end = month_bounds(month)
+    except ValueError:
+        raise typer.BadParameter("month must be YYYY-MM") from None
+    plan = load_plans(Settings().plans_file).get(book.tenant(tenant_id)["plan"])
+    if plan is None:
+        raise typer.BadParameter(f"tenant {tenant!r} is on a plan this configuration lacks")
+    invoice = make_invoice(tenant, month, plan, Usage(engine).totals(tenant_id, start, end))
+    if csv_out:
+        print(invoice.to_csv(), end="")
+        return
+    table = Table("description", "quantity", "unit price", "amount", title=f"{tenant} {month}")
+    for line in invoice.lines:
+        table.add_row(line.description, str(line.quantity), str(line.unit_price),
+                      str(line.amount))  # fmt: skip
+    table.add_row("total", "", "", f"{invoice.total} {plan.currency}")
+    console.print(table)
+    console.print(f"{invoice.images} images, {invoice.frames} frames on plan {plan.name!r}")
 
 
 @keys_app.command("create")
 def create_key(
     tenant: Annotated[str, typer.Option(help="Tenant name.")],
-    role: Annotated[Role, typer.Option(help="admin, clinician or service.")],
+    role: Annotated[Role, typer.Option(help="platform-admin, admin, clinician or service.")],
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    scopes: Annotated[
+        str | None, typer.Option(help="Limit to these permissions (e.g. 'diagnose,read_results').")
+    ] = None,
+    expires_in_days: Annotated[
+        float | None, typer.Option(min=0.001, help="The key stops working after this.")
+    ] = None,
 ) -> None:
     """Create an API key and print it once (to stdout)."""
-    key_id, token = accounts().create_key(tenant, role, name)
+    expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+    key_id, token = accounts().create_key(tenant, role, name, scopes, expires)
     audited(f"keys create ({role})", key_id, tenant)
     console.print(f"key {key_id} ({role}) for tenant {tenant!r}; store it now, it is not kept:")
     print(token)
@@ -104,6 +179,20 @@ def revoke_key(
     accounts().revoke(key_id)
     audited("keys revoke", key_id)
     console.print(f"key {key_id} revoked")
+
+
+@keys_app.command("rotate")
+def rotate_key(
+    key_id: Annotated[str, typer.Argument(help="Key id (the part after dxs_).")],
+    grace_hours: Annotated[
+        float, typer.Option(min=0, help="How long the old key keeps working.")
+    ] = 24,
+) -> None:
+    """Replace a key with a new one like it; prints the new key once (to stdout)."""
+    new_id, token = accounts().rotate(key_id, dt.timedelta(hours=grace_hours))
+    audited("keys rotate", f"{key_id}->{new_id}")
+    console.print(f"key {new_id} replaces {key_id}, which stops in {grace_hours:g} h; store it:")
+    print(token)
 
 
 @keys_app.command("create-master")
@@ -153,14 +242,19 @@ def rotate_master() -> None:
 @keys_app.command("list")
 def list_keys() -> None:
     """List API keys (never their secrets)."""
-    table = Table("id", "tenant", "role", "name", "created", "revoked")
+    table = Table(Column("id", no_wrap=True), "tenant", "role", "name", "scopes", "created",
+                  "expires", "last used", "revoked")  # fmt: skip
     for key in accounts().list_keys():
+        scopes = key["scopes"]
         table.add_row(
             str(key["id"]),
             str(key["tenant"]),
             str(key["role"]),
             str(key["name"]),
-            str(key["created_at"])[:19],
+            " ".join(scopes) if isinstance(scopes, list) else "all of the role's",
+            str(key["created_at"])[:16],
+            str(key["expires_at"] or "")[:16],
+            str(key["last_used_at"] or "")[:16],
             "yes" if key["revoked"] else "",
         )
     console.print(table)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dxserve import __version__
-from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app
+from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app, usage
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
 from dxserve.errors import DxError, MissingDependency
@@ -32,6 +32,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(audit_app, name="audit")
 app.command("alias")(set_alias)
+app.command("usage")(usage)
 console = Console(stderr=True)
 
 
@@ -376,7 +377,7 @@ def prepare(
 ) -> None:
     """Prepare the demo model (if absent) and a dev admin key (if there is no key), then exit."""
     settings = _settings(data_dir, model_repository)
-    _prepare(settings, demo=True).diagnoses.close()
+    _prepare(settings, demo=True).close_stores()
 
 
 @app.command()
@@ -424,8 +425,7 @@ def serve(
     if settings.workers == 1:
         uvicorn.run(create_app(services), **network)
         return
-    services.diagnoses.close()
-    services.audit.close()
+    services.close_stores()
     # Each worker process builds its own services from the environment: pass the settings on.
     for name, value in settings.model_dump(exclude_none=True).items():
         secret = isinstance(value, SecretStr)

@@ -1,5 +1,7 @@
 """Domain errors with stable codes. Nothing here knows about HTTP."""
 
+import math
+
 
 class DxError(Exception):
     """Base of every error dxserve raises on purpose; `code` is stable across releases."""
@@ -51,3 +53,19 @@ class PayloadTooLarge(InvalidInput):
     """The request body is over the configured limit."""
 
     code = "payload_too_large"
+
+
+class Throttled(DxError):
+    """Too many requests from this key: its plan's rate limit."""
+
+    code = "rate_limited"
+
+    def __init__(self, detail: str, retry_after: float) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, math.ceil(retry_after))  # whole seconds, as Retry-After
+
+
+class QuotaExceeded(Throttled):
+    """The tenant used its plan's monthly quota."""
+
+    code = "monthly_quota_exceeded"

@@ -3,6 +3,7 @@
 from fastapi import FastAPI
 
 from dxserve.api.app import create_app
+from dxserve.core.billing.plans import load_plans
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.envelope import KeyRing
@@ -15,6 +16,8 @@ from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
+from dxserve.store.ratelimit import RateLimiter
+from dxserve.store.usage import Usage
 
 
 def build_services(settings: Settings) -> Services:
@@ -42,6 +45,9 @@ def build_services(settings: Settings) -> Services:
         blobs=BlobStore(settings.data_dir / "blobs", keys),
         metrics=metrics,
         audit=AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir)),
+        usage=Usage(engine),
+        limiter=RateLimiter(engine),
+        plans=load_plans(settings.plans_file),
     )
 
 

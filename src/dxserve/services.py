@@ -9,13 +9,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.intake.decode import decode_bytes
 from dxserve.core.pipeline import diagnose
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry
-from dxserve.core.security.principal import Permission, Principal
-from dxserve.errors import InvalidInput
+from dxserve.core.security.principal import Forbidden, Permission, Principal
+from dxserve.errors import InvalidInput, QuotaExceeded, Throttled
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -23,6 +24,9 @@ from dxserve.store.audit import AuditTrail
 from dxserve.store.blobs import BlobStore
 from dxserve.store.diagnoses import Diagnoses, StoredInput
 from dxserve.store.feedback import Feedback
+from dxserve.store.ratelimit import RateLimiter
+from dxserve.store.tables import utcnow
+from dxserve.store.usage import Usage, current_month, month_bounds
 
 # Frames of a cine the model sees (evenly spaced); the study result aggregates them.
 MAX_FRAMES = 32
@@ -55,6 +59,61 @@ class Services:
     blobs: BlobStore
     metrics: Metrics
     audit: AuditTrail
+    usage: Usage
+    limiter: RateLimiter
+    plans: dict[str, Plan]
+
+    def plan(self, principal: Principal) -> Plan:
+        return self._plan_named(principal.plan)
+
+    def plan_of(self, tenant_id: str) -> Plan:
+        return self._plan_named(self.accounts.tenant(tenant_id)["plan"])
+
+    def _plan_named(self, name: str) -> Plan:
+        plan = self.plans.get(name)
+        if plan is None:
+            raise Forbidden(f"this tenant's plan {name!r} is not offered here")
+        return plan
+
+    def tenant_scope(self, principal: Principal, tenant: str | None) -> tuple[str, str]:
+        """``(id, name)`` of the tenant an admin request acts on: the caller's own; a
+        platform admin may name any other."""
+        if tenant is None or tenant == principal.tenant_name:
+            return principal.tenant_id, principal.tenant_name
+        principal.require(Permission.manage_tenants)
+        return self.accounts.tenant_id(tenant), tenant
+
+    async def throttle(self, principal: Principal) -> None:
+        """Spend one of the key's tokens (its plan's rate); :class:`Throttled` when none."""
+        if self.limiter.take_local(principal.key_id):
+            return
+        plan = self.plan(principal)
+        wait = await asyncio.to_thread(
+            self.limiter.take, principal.key_id, plan.rate_per_second, plan.burst
+        )
+        if wait is not None:
+            raise Throttled(
+                f"rate limit of {plan.rate_per_second:g} requests/s (burst {plan.burst}) of "
+                f"plan {plan.name!r} reached for this key",
+                wait,
+            )
+
+    async def check_quota(self, principal: Principal, images: int) -> None:
+        """:class:`QuotaExceeded` when ``images`` more would pass the plan's monthly quota."""
+        plan = self.plan(principal)
+        if plan.monthly_quota is None:
+            return
+        used = self.usage.cached_images_this_month(principal.tenant_id)
+        if used is None:
+            used = await asyncio.to_thread(self.usage.images_this_month, principal.tenant_id)
+        if used + images > plan.monthly_quota:
+            start, end = month_bounds(current_month())
+            raise QuotaExceeded(
+                f"plan {plan.name!r} includes {plan.monthly_quota} images a month and "
+                f"{used} were used in {start:%Y-%m}; more are possible from {end:%Y-%m-%d} "
+                "or on another plan",
+                (end - utcnow()).total_seconds(),
+            )
 
     async def diagnose(
         self,
@@ -69,6 +128,7 @@ class Services:
         principal.require(Permission.diagnose)
         if not data:
             raise InvalidInput("the request has no image")
+        await self.check_quota(principal, 1)
         selection = await self.registry.select(model or self.settings.default_model)
         ref = selection.primary.ref
         try:
@@ -87,6 +147,18 @@ class Services:
         digest = await asyncio.to_thread(self.blobs.put, data)
         stored = StoredInput(digest, media_type, len(data))
         record = await self.diagnoses.add(principal.tenant_id, principal.key_id, result, stored)
+        self.usage.record(
+            principal.tenant_id,
+            principal.key_id,
+            ref.name,
+            ref.version,
+            "diagnosis",
+            images=1,
+            frames=len(outcome.diagnosis.frames),
+            compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
+            size=len(data),
+            outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
+        )
         return clinical_view(record)
 
     def saliency(self, principal: Principal, diagnosis_id: str) -> tuple[SaliencyMap, bytes]:
@@ -140,12 +212,25 @@ class Services:
         principal.require(Permission.infer)
         loaded = await self.registry.get_latest(name, version)
         tensor = self._model_input(inputs, loaded.manifest)
+        await self.check_quota(principal, len(tensor))
         try:
-            outputs, _, _ = await loaded.batcher.infer(tensor)
+            outputs, _, compute = await loaded.batcher.infer(tensor)
         except Exception:
             self.metrics.request(loaded.ref, ok=False)
             raise
         self.metrics.request(loaded.ref, ok=True)
+        self.usage.record(
+            principal.tenant_id,
+            principal.key_id,
+            loaded.ref.name,
+            loaded.ref.version,
+            "inference",
+            images=len(tensor),
+            frames=len(tensor),
+            compute_ms=compute * 1000,
+            size=tensor.nbytes,
+            outcome="ok",
+        )
         return loaded.ref.version, outputs
 
     def _model_input(self, inputs: list[Tensor], manifest: Manifest) -> np.ndarray:
@@ -166,7 +251,11 @@ class Services:
             raise InvalidInput(f"batch size must be between 1 and {limit}")
         return given.array
 
+    def close_stores(self) -> None:
+        """Commit what the group-commit writers hold, and stop them."""
+        for store in (self.diagnoses, self.audit, self.usage):
+            store.close()
+
     async def close(self) -> None:
         await self.registry.close()
-        await asyncio.to_thread(self.diagnoses.close)
-        await asyncio.to_thread(self.audit.close)
+        await asyncio.to_thread(self.close_stores)

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         "cannot also re-forge the chain.",
     )
 
+    plans_file: Path | None = Field(
+        default=None,
+        description="TOML file of price plans (per image, per frame, included images, monthly "
+        "quota, rate limit); default: the built-in plans `trial` and `standard`.",
+    )
     master_key: SecretStr | None = Field(
         default=None,
         description="Master key (urlsafe base64 of 32 bytes) that wraps the data key of every "

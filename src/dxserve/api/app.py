@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dxserve import __version__
 from dxserve.api.errors import install_error_handlers
 from dxserve.api.middleware import RequestContext
-from dxserve.api.routes import v1, v2
+from dxserve.api.routes import admin, v1, v2
 from dxserve.services import Services
 
 log = logging.getLogger("dxserve.api")
@@ -19,7 +19,7 @@ log = logging.getLogger("dxserve.api")
 def create_app(services: Services, load_models: bool = True, audit: bool = True) -> FastAPI:
     """The app; on startup it loads the latest version of every model (when ``load_models``).
 
-    ``audit=False`` exists for ``benchmarks/audit_cost.py`` only: no setting or command turns
+    ``audit=False`` exists for ``benchmarks/accounting_cost.py`` only: no setting or command turns
     the audit trail off."""
 
     @asynccontextmanager
@@ -43,6 +43,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.state.ready = False
     install_error_handlers(app)
     app.include_router(v1.router)
+    app.include_router(admin.router)
     app.include_router(v2.router)
 
     @app.get("/metrics", include_in_schema=False)

@@ -22,7 +22,8 @@ async def current_principal(
     services: ServicesDep,
     authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> Principal:
-    """The caller of an ``Authorization: Bearer <key>`` request; 401 otherwise."""
+    """The caller of an ``Authorization: Bearer <key>`` request; 401 otherwise, 429 when the
+    key is over its plan's rate."""
     scheme, _, token = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("missing bearer API key (Authorization: Bearer <key>)")
@@ -33,6 +34,7 @@ async def current_principal(
     request.state.tenant_id = principal.tenant_id
     request.state.key_id = principal.key_id
     request.state.role = principal.role.value
+    await services.throttle(principal)
     return principal
 
 

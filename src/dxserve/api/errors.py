@@ -20,6 +20,7 @@ from dxserve.errors import (
     ModelIntegrityError,
     ModelNotFound,
     PayloadTooLarge,
+    Throttled,
     UnsupportedMedia,
 )
 from dxserve.store.accounts import NotFound
@@ -38,6 +39,7 @@ STATUS: dict[type[DxError], int] = {
     NotFound: 404,
     ModelIntegrityError: 503,
     MissingDependency: 503,
+    Throttled: 429,
 }
 
 TITLES = {
@@ -49,6 +51,7 @@ TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable request",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -61,9 +64,16 @@ def status_of(error: DxError) -> int:
     return 500
 
 
-def error_response(request: Request, status: int, code: str, detail: str) -> JSONResponse:
+def error_response(
+    request: Request,
+    status: int,
+    code: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     request_id = getattr(request.state, "request_id", None)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
     if request.url.path.startswith("/v2"):
         return JSONResponse({"error": detail}, status_code=status, headers=headers)
     body = {
@@ -86,7 +96,10 @@ def install_error_handlers(app: FastAPI) -> None:
         status = status_of(exc)
         if status >= 500:
             log.error("server error", extra={"code": exc.code, "error": exc.detail})
-        return error_response(request, status, exc.code, exc.detail)
+        headers = None
+        if isinstance(exc, Throttled):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return error_response(request, status, exc.code, exc.detail, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,18 +6,27 @@ import threading
 import time
 import uuid
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dxserve.core.billing.plans import DEFAULT_PLAN
 from dxserve.core.security.keys import new_key, split_token, verify_secret
-from dxserve.core.security.principal import Principal, Role, Unauthenticated
+from dxserve.core.security.principal import (
+    PERMISSIONS,
+    Principal,
+    Role,
+    Unauthenticated,
+    parse_scopes,
+)
 from dxserve.errors import DxError, InvalidInput
 from dxserve.store.tables import ApiKey, Tenant, utcnow
 
 # A verified token's principal is reused for this long without a database read or a hash. A key
 # revoked here stops at once; one revoked by another process stops within this time.
 CACHE_SECONDS = 2.0
+# A key's last-used time is written at most this often (not on every request).
+LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
 
 
 class NotFound(DxError):
@@ -33,17 +42,39 @@ class Accounts:
         self._hashed: dict[str, str] = {}  # tokens whose scrypt hash already matched: no re-hash
         self._lock = threading.Lock()
 
-    def create_tenant(self, name: str) -> str:
+    def create_tenant(self, name: str, plan: str = DEFAULT_PLAN) -> str:
         name = name.strip()
         if not name:
             raise InvalidInput("tenant name must not be empty")
         tenant_id = uuid.uuid4().hex
         try:
             with Session(self.engine) as session, session.begin():
-                session.add(Tenant(id=tenant_id, name=name, created_at=utcnow()))
+                session.add(Tenant(id=tenant_id, name=name, plan=plan, created_at=utcnow()))
         except IntegrityError:
             raise InvalidInput(f"a tenant named {name!r} already exists") from None
         return tenant_id
+
+    def set_plan(self, name: str, plan: str) -> None:
+        with Session(self.engine) as session, session.begin():
+            tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+            if tenant is None:
+                raise NotFound(f"no tenant named {name!r}")
+            tenant.plan = plan
+
+    def tenants(self) -> list[dict[str, object]]:
+        with Session(self.engine) as session:
+            rows = session.scalars(select(Tenant).order_by(Tenant.name)).all()
+        return [
+            {"id": t.id, "name": t.name, "plan": t.plan, "created_at": as_utc(t.created_at)}
+            for t in rows
+        ]
+
+    def tenant(self, tenant_id: str) -> dict[str, str]:
+        with Session(self.engine) as session:
+            row = session.get(Tenant, tenant_id)
+        if row is None:
+            raise NotFound("no such tenant")
+        return {"id": row.id, "name": row.name, "plan": row.plan}
 
     def tenant_id(self, name: str) -> str:
         with Session(self.engine) as session:
@@ -52,30 +83,80 @@ class Accounts:
             raise NotFound(f"no tenant named {name!r}")
         return tenant_id
 
-    def create_key(self, tenant: str, role: Role, name: str = "") -> tuple[str, str]:
-        """A new key for the named tenant: ``(key id, token)``; the token is not kept."""
-        tenant_id = self.tenant_id(tenant)
+    def create_key(
+        self,
+        tenant: str,
+        role: Role,
+        name: str = "",
+        scopes: str | None = None,
+        expires_at: dt.datetime | None = None,
+    ) -> tuple[str, str]:
+        """A new key for the named tenant: ``(key id, token)``; the token is not kept.
+        ``scopes`` limits it to some of its role's permissions; ``expires_at`` ends it."""
+        return self._add_key(self.tenant_id(tenant), Role(role), name, scopes, expires_at)
+
+    def _add_key(
+        self,
+        tenant_id: str,
+        role: Role,
+        name: str,
+        scopes: str | None,
+        expires_at: dt.datetime | None,
+    ) -> tuple[str, str]:
+        limited = parse_scopes(scopes)
+        if limited is not None and not limited <= PERMISSIONS[role]:
+            extra = sorted(p.value for p in limited - PERMISSIONS[role])
+            raise InvalidInput(f"role {role} cannot be given scopes {extra}")
+        if expires_at is not None and as_utc(expires_at) <= utcnow():
+            raise InvalidInput("expires_at must be in the future")
         key = new_key()
         with Session(self.engine) as session, session.begin():
             session.add(
                 ApiKey(
                     id=key.key_id,
                     tenant_id=tenant_id,
-                    role=Role(role).value,
+                    role=role.value,
                     name=name,
                     salt=key.salt,
                     hash=key.hash,
+                    scopes=" ".join(sorted(p.value for p in limited)) if limited else None,
+                    expires_at=expires_at,
                     created_at=utcnow(),
                 )
             )
         return key.key_id, key.token
 
-    def revoke(self, key_id: str) -> None:
+    def rotate(
+        self, key_id: str, grace: dt.timedelta, tenant_id: str | None = None
+    ) -> tuple[str, str]:
+        """A new key like ``key_id`` (tenant, role, name, scopes, expiry); the old one keeps
+        working for ``grace``, so clients can switch without an outage."""
         with Session(self.engine) as session, session.begin():
-            key = session.get(ApiKey, key_id)
-            if key is None:
-                raise NotFound(f"no API key {key_id!r}")
+            old = self._key_row(session, key_id, tenant_id)
+            if not self._usable(old):
+                raise InvalidInput(f"API key {key_id!r} is revoked or expired; create a new one")
+            new_expiry = old.expires_at  # the new key ends when the old one would have
+            ends = utcnow() + grace
+            old.expires_at = min(as_utc(old.expires_at), ends) if old.expires_at else ends
+            spec = (old.tenant_id, Role(old.role), old.name, old.scopes)
+        self._forget(key_id)
+        return self._add_key(*spec, new_expiry)
+
+    def revoke(self, key_id: str, tenant_id: str | None = None) -> None:
+        """Revoke a key (of ``tenant_id`` only, when given: another tenant's is not found)."""
+        with Session(self.engine) as session, session.begin():
+            key = self._key_row(session, key_id, tenant_id)
             key.revoked_at = key.revoked_at or utcnow()
+        self._forget(key_id)
+
+    @staticmethod
+    def _key_row(session: Session, key_id: str, tenant_id: str | None) -> ApiKey:
+        key = session.get(ApiKey, key_id)
+        if key is None or (tenant_id is not None and key.tenant_id != tenant_id):
+            raise NotFound(f"no API key {key_id!r}")
+        return key
+
+    def _forget(self, key_id: str) -> None:
         with self._lock:
             self._verified = {t: v for t, v in self._verified.items() if v[0].key_id != key_id}
 
@@ -83,18 +164,23 @@ class Accounts:
         with Session(self.engine) as session:
             return session.scalar(select(ApiKey.id).limit(1)) is not None
 
-    def list_keys(self) -> list[dict[str, object]]:
+    def list_keys(self, tenant_id: str | None = None) -> list[dict[str, object]]:
+        """Keys (of one tenant, or all), never their hashes."""
+        query = select(ApiKey, Tenant.name).join(Tenant).order_by(ApiKey.created_at)
+        if tenant_id is not None:
+            query = query.where(ApiKey.tenant_id == tenant_id)
         with Session(self.engine) as session:
-            rows = session.execute(
-                select(ApiKey, Tenant.name).join(Tenant).order_by(ApiKey.created_at)
-            ).all()
+            rows = session.execute(query).all()
         return [
             {
                 "id": k.id,
                 "tenant": t,
                 "role": k.role,
                 "name": k.name,
-                "created_at": k.created_at,
+                "scopes": k.scopes.split() if k.scopes else None,
+                "created_at": as_utc(k.created_at),
+                "expires_at": as_utc(k.expires_at) if k.expires_at else None,
+                "last_used_at": as_utc(k.last_used_at) if k.last_used_at else None,
                 "revoked": k.revoked_at is not None,
             }
             for k, t in rows
@@ -107,6 +193,11 @@ class Accounts:
             return entry[0]
         return None
 
+    @staticmethod
+    def _usable(key: ApiKey) -> bool:
+        expired = key.expires_at is not None and as_utc(key.expires_at) <= utcnow()
+        return key.revoked_at is None and not expired
+
     def authenticate(self, token: str) -> Principal:
         """The principal of a bearer token; :class:`Unauthenticated` for any bad token."""
         cached = self.cached(token)
@@ -118,21 +209,32 @@ class Accounts:
         key_id, secret = parts
         with Session(self.engine) as session:
             row = session.execute(
-                select(ApiKey, Tenant.name).join(Tenant).where(ApiKey.id == key_id)
+                select(ApiKey, Tenant.name, Tenant.plan).join(Tenant).where(ApiKey.id == key_id)
             ).first()
-        if row is None or row[0].revoked_at is not None:
-            raise Unauthenticated("invalid API key")
-        key, tenant_name = row
+        if row is None or not self._usable(row[0]):
+            raise Unauthenticated("invalid API key")  # unknown, revoked and expired alike
+        key, tenant_name, plan = row
         fingerprint = _fingerprint(token)
         with self._lock:
             known = self._hashed.get(fingerprint) == key_id
         if not known and not verify_secret(secret, key.salt, key.hash):
             raise Unauthenticated("invalid API key")
-        principal = Principal(key.tenant_id, tenant_name, key.id, Role(key.role))
+        self._touch(key)
+        principal = Principal(
+            key.tenant_id, tenant_name, key.id, Role(key.role), plan, parse_scopes(key.scopes)
+        )
         with self._lock:
             self._hashed[fingerprint] = key_id
             self._verified[fingerprint] = (principal, time.monotonic())
         return principal
+
+    def _touch(self, key: ApiKey) -> None:
+        """Record the key's use, at most once per ``LAST_USED_RESOLUTION``."""
+        now = utcnow()
+        if key.last_used_at and now - as_utc(key.last_used_at) < LAST_USED_RESOLUTION:
+            return
+        with Session(self.engine) as session, session.begin():
+            session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
 
 
 def _fingerprint(token: str) -> str:

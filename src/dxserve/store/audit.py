@@ -32,7 +32,7 @@ FIELDS = (
 )
 HEAD_ID = 1
 # Events are queued after their responses; gathering them for up to 20 ms makes transactions
-# fewer and larger (benchmarks/audit_cost.py), at no cost to any request.
+# fewer and larger (benchmarks/accounting_cost.py), at no cost to any request.
 LINGER_S = 0.02
 
 

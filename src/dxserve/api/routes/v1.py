@@ -1,7 +1,6 @@
 """The clinical API: diagnoses and models."""
 
 import asyncio
-from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -13,7 +12,6 @@ from dxserve.core.explain.overlay import render_overlay
 from dxserve.core.intake.decode import decode_bytes, is_dicom
 from dxserve.core.results.card import render_card
 from dxserve.core.runtime.aliases import read_aliases
-from dxserve.core.security.audit_event import to_fhir_bundle
 from dxserve.core.security.principal import Permission
 from dxserve.errors import InvalidInput, UnsupportedMedia
 from dxserve.services import clinical_view
@@ -189,22 +187,3 @@ def _model_summary(services: ServicesDep, name: str) -> dict[str, Any]:
         "not_for_clinical_use": latest.not_for_clinical_use,
         "warning": latest.clinical_use_warning,
     }
-
-
-@router.get("/admin/audit")
-async def get_audit(
-    principal: CurrentPrincipal,
-    services: ServicesDep,
-    after: Annotated[int, Query(ge=0, description="sequence number to continue after")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> dict[str, Any]:
-    """The caller's tenant's audit events, oldest first, as a FHIR R4 Bundle of AuditEvent
-    resources (admin role); follow the `next` link for more."""
-    principal.require(Permission.read_audit)
-    events = await asyncio.to_thread(
-        lambda: list(islice(services.audit.events(principal.tenant_id, after), limit + 1))
-    )
-    more = len(events) > limit
-    events = events[:limit]
-    next_url = f"/v1/admin/audit?after={events[-1]['seq']}&limit={limit}" if more else None
-    return to_fhir_bundle(events, next_url)

@@ -1,15 +1,15 @@
-"""What the audit trail costs serving: throughput with and without its middleware hook.
+"""What accounting costs serving: throughput with and without the audit trail, usage metering
+and per-key rate limiting.
 
-Both servers are `dxserve serve` on the same model repository and database (the unaudited one
-is benchmarks/unaudited_server.py); wrk drives the clinical API (POST /v1/diagnoses, PNG) and
-the OIP at concurrency 16, alternating audited and unaudited runs (A B A B) so drift in these
+Both servers are `dxserve serve` on the same model repository and database (the one without
+accounting is benchmarks/unaccounted_server.py); wrk drives the clinical API (POST
+/v1/diagnoses, PNG) and the OIP at concurrency 16, alternating runs (A B A B) so drift in these
 noisy machines falls on both. Target (issue #6): audit + metering cost ≤ 10 % of throughput.
 
-    python benchmarks/audit_cost.py [--seconds 10] [--rounds 2]
+    python benchmarks/accounting_cost.py [--seconds 10] [--rounds 2]
 """
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -19,20 +19,23 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from dxserve.core.security.envelope import new_master_key
-from serve import build_repository, free_port, oip_body, png_body, start_server, wait_ready, wrk
+from serve import (
+    build_repository,
+    free_port,
+    oip_body,
+    png_body,
+    server_env,
+    start_server,
+    wait_ready,
+    wrk,
+)
 
 
-def unaudited(repository: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DXSERVE_DATA_DIR": str(data),
-        "DXSERVE_MODEL_REPOSITORY": str(repository),
-        "DXSERVE_LOG_LEVEL": "WARNING",
-        "DXSERVE_MASTER_KEY": os.environ.get("DXSERVE_MASTER_KEY") or new_master_key(),
-    }
-    script = Path(__file__).with_name("unaudited_server.py")
-    process = subprocess.Popen([sys.executable, str(script), str(port)], env=env)
+def unaccounted(repository: Path, data: Path, port: int) -> subprocess.Popen[bytes]:
+    script = Path(__file__).with_name("unaccounted_server.py")
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(port)], env=server_env(repository, data)
+    )
     wait_ready(process, port)
     return process
 
@@ -54,12 +57,12 @@ def main() -> None:
         for round_ in range(args.rounds):
             data = root / f"data{round_}"  # a fresh database each round: the dev key is new
             data.mkdir()
-            for mode in ("audited", "unaudited"):
+            for mode in ("accounted", "unaccounted"):
                 port = free_port()
-                if mode == "audited":
+                if mode == "accounted":
                     process, token, _ = start_server(repository, data, port)
                 else:
-                    process = unaudited(repository, data, port)
+                    process = unaccounted(repository, data, port)
                 base = f"http://127.0.0.1:{port}"
                 try:
                     for name, url, payload, ctype, hlen in (
@@ -79,15 +82,15 @@ def main() -> None:
                     process.wait(timeout=20)
     table = Table(
         "route (c=16)",
-        "audited req/s",
-        "unaudited req/s",
+        "accounted req/s",
+        "unaccounted req/s",
         "ratio",
         "cost",
-        title="audit trail cost",
+        title="cost of audit trail + usage metering + rate limiting",
     )
     for name in ("/v1/diagnoses PNG", "OIP binary"):
-        audited = sum(totals[(name, "audited")]) / args.rounds
-        plain = sum(totals[(name, "unaudited")]) / args.rounds
+        audited = sum(totals[(name, "accounted")]) / args.rounds
+        plain = sum(totals[(name, "unaccounted")]) / args.rounds
         table.add_row(
             name,
             f"{audited:.1f}",

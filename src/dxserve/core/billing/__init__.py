@@ -1,0 +1,1 @@
+"""Price plans and invoices: pure functions over recorded usage."""

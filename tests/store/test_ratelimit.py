@@ -1,0 +1,37 @@
+"""The shared token bucket: several limiters (as several server processes) on one database."""
+
+import threading
+import time
+
+from dxserve.store.database import make_engine, migrate
+from dxserve.store.ratelimit import RateLimiter, lease_size
+
+
+def test_processes_together_never_exceed_the_plan(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate(engine)
+    processes = [RateLimiter(engine) for _ in range(3)]
+    rate, burst = 20.0, 40
+    granted = [0] * len(processes)
+
+    def hammer(i: int) -> None:
+        stop = time.monotonic() + 1.0
+        while time.monotonic() < stop:
+            if processes[i].take("key-1", rate, burst) is None:
+                granted[i] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=hammer, args=(i,)) for i in range(len(processes))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    total = sum(granted)
+    assert total <= burst + rate * elapsed + 1, granted
+    # every process got some, and together they used most of what the bucket allowed
+    assert all(granted) and total >= burst + rate * 1.0 - len(processes) * lease_size(burst) - 1
+    wait = processes[0].take("key-1", rate, burst)
+    assert wait is not None and 0 < wait <= 1 / rate + 0.01
+    assert processes[0].take("key-2", rate, burst) is None  # buckets are per key
+    engine.dispose()
