@@ -4,12 +4,12 @@ import json
 import logging
 import re
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dxserve.core.ids import record_id
 from dxserve.core.security.audit_event import audit_event
 from dxserve.observability import Metrics
 
@@ -51,7 +51,7 @@ class RequestContext:
         started = time.perf_counter()
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+        request_id = given if _REQUEST_ID.match(given) else record_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         location: str | None = None

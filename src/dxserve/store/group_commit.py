@@ -65,11 +65,13 @@ class GroupCommitter:
             if item is _STOP:
                 return
             batch = [item]
-            deadline = time.monotonic() + self.linger_s
+            if self.linger_s:
+                # Sleep, then take what came: one wake-up a transaction, not one a row (each
+                # wake-up contends for the GIL with the event loop).
+                time.sleep(self.linger_s)
             while len(batch) < self.max_rows:
                 try:
-                    wait = deadline - time.monotonic()
-                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is _STOP:

@@ -16,8 +16,10 @@ from sqlalchemy.exc import IntegrityError
 from dxserve.store.tables import RateBucket
 
 
-def lease_size(burst: int) -> int:
-    return max(1, min(burst // 4, 10))
+def lease_size(rate: float, burst: int) -> int:
+    """Tokens a process takes at once: a tenth of a second's worth (at most ~10 database
+    writes a second per key and process at full rate), at most a quarter of the burst."""
+    return max(1, min(burst // 4, math.ceil(rate / 10)))
 
 
 class RateLimiter:
@@ -38,7 +40,7 @@ class RateLimiter:
         """Spend one token of ``key_id``: None when granted, else the seconds until one is."""
         if self.take_local(key_id):
             return None
-        granted, wait = self._lease(key_id, rate, burst, lease_size(burst))
+        granted, wait = self._lease(key_id, rate, burst, lease_size(rate, burst))
         if not granted:
             return wait
         with self._lock:

@@ -7,17 +7,17 @@ Every read takes the tenant id: one tenant's usage is never mixed with another's
 import datetime as dt
 import threading
 import time
-import uuid
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from dxserve.core.billing.invoice import UsageTotal
+from dxserve.core.ids import record_id
 from dxserve.store.group_commit import GroupCommitter
 from dxserve.store.tables import UsageEventRow, utcnow
 
 # Like audit events, usage events linger briefly so that one transaction carries many.
-LINGER_S = 0.02
+LINGER_S = 0.1
 # A tenant's month-to-date images are re-read this often; between reads, each process adds
 # what it served itself. Several processes may overshoot a quota by what they serve meanwhile.
 QUOTA_REFRESH_S = 2.0
@@ -62,7 +62,7 @@ class Usage:
         created = utcnow()
         self.writer.submit(
             {
-                "id": uuid.uuid4().hex,
+                "id": record_id(),
                 "tenant_id": tenant_id,
                 "key_id": key_id,
                 "model": model,

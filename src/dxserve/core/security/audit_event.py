@@ -3,8 +3,9 @@ same event as a FHIR R4 AuditEvent (the IHE ATNA model), for export to a hospita
 repository."""
 
 import datetime as dt
-import uuid
 from typing import Any
+
+from dxserve.core.ids import record_id
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 _ACTIONS = {"POST": "C", "GET": "R", "HEAD": "R", "PUT": "U", "PATCH": "U", "DELETE": "D"}
@@ -24,7 +25,7 @@ def audit_event(
     """A new event. ``action`` is ``"METHOD /route/{template}"`` for API calls or
     ``"cli: …"`` for operator commands; ``status`` the HTTP status (0 for the CLI's success)."""
     return {
-        "id": uuid.uuid4().hex,
+        "id": record_id(),
         "recorded": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
         "tenant_id": tenant_id,
         "key_id": key_id,
