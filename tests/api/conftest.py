@@ -26,15 +26,18 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def keys(client: TestClient) -> dict[str, str]:
-    """Bearer headers by name: admin, clinician, service (tenant A) and other (tenant B)."""
+    """Tokens by name: admin, clinician, service (tenant A), other (tenant B), platform
+    (a platform admin)."""
     accounts = client.app.state.services.accounts  # type: ignore[attr-defined]
     accounts.create_tenant("hospital-a")
     accounts.create_tenant("hospital-b")
+    accounts.create_tenant("operator")
     tokens = {
         "admin": accounts.create_key("hospital-a", Role.admin)[1],
         "clinician": accounts.create_key("hospital-a", Role.clinician)[1],
         "service": accounts.create_key("hospital-a", Role.service)[1],
         "other": accounts.create_key("hospital-b", Role.clinician)[1],
+        "platform": accounts.create_key("operator", Role.platform_admin)[1],
     }
     return tokens
 

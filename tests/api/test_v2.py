@@ -83,12 +83,13 @@ def test_roles(client: TestClient, keys: dict[str, str]) -> None:
         "/v2/models/echo-cnn/infer", content=infer_body(x), headers=auth(keys["clinician"])
     )
     assert response.status_code == 403
-    response = client.post("/v2/repository/models/echo-cnn/unload", headers=auth(keys["service"]))
-    assert response.status_code == 403
+    for role in ("service", "admin"):  # models serve every tenant: only the platform's admin
+        response = client.post("/v2/repository/models/echo-cnn/unload", headers=auth(keys[role]))
+        assert response.status_code == 403
 
 
 def test_repository_unload_and_load(client: TestClient, keys: dict[str, str]) -> None:
-    admin = auth(keys["admin"])
+    admin = auth(keys["platform"])
     assert client.post("/v2/repository/models/echo-cnn/unload", headers=admin).status_code == 200
     assert client.get("/v2/models/echo-cnn/ready", headers=admin).status_code == 400
     index = client.post("/v2/repository/index", headers=admin).json()

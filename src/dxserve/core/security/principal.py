@@ -17,7 +17,7 @@ class Permission(StrEnum):
     diagnose = "diagnose"
     read_results = "read_results"
     infer = "infer"  # Open Inference Protocol
-    manage_models = "manage_models"
+    manage_models = "manage_models"  # load/unload models: every tenant's (platform-admin only)
     feedback = "feedback"  # a clinician's verdict on a diagnosis
     read_audit = "read_audit"  # the tenant's audit trail
     manage_keys = "manage_keys"  # the tenant's API keys
@@ -27,7 +27,7 @@ class Permission(StrEnum):
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.platform_admin: frozenset(Permission),
-    Role.admin: frozenset(Permission) - {Permission.manage_tenants},
+    Role.admin: frozenset(Permission) - {Permission.manage_tenants, Permission.manage_models},
     Role.clinician: frozenset({Permission.diagnose, Permission.read_results, Permission.feedback}),
     Role.service: frozenset({Permission.diagnose, Permission.read_results, Permission.infer}),
 }
