@@ -232,8 +232,19 @@ def test_plans_scoped_keys_rotation_and_usage(tmp_path: Path) -> None:
     assert dxserve("tenants", "create", "clinic", "--plan", "trial", env=env).returncode == 0
     gold = dxserve("tenants", "create", "other", "--plan", "gold", env=env)
     assert gold.returncode == 2 and "plan must be one of" in gold.stderr
-    created = dxserve("keys", "create", "--tenant", "clinic", "--role", "service",
-                      "--scopes", "diagnose", "--expires-in-days", "30", env=env)  # fmt: skip
+    created = dxserve(
+        "keys",
+        "create",
+        "--tenant",
+        "clinic",
+        "--role",
+        "service",
+        "--scopes",
+        "diagnose",
+        "--expires-in-days",
+        "30",
+        env=env,
+    )
     assert created.returncode == 0, created.stderr
     key_id = created.stdout.split("_")[1]
     rotated = dxserve("keys", "rotate", key_id, "--grace-hours", "2", env=env)

@@ -116,8 +116,12 @@ def list_tenants() -> None:
     """List tenants and their plans."""
     table = Table("name", "id", "plan", "created")
     for tenant in accounts().tenants():
-        table.add_row(str(tenant["name"]), str(tenant["id"]), str(tenant["plan"]),
-                      str(tenant["created_at"])[:19])  # fmt: skip
+        table.add_row(
+            str(tenant["name"]),
+            str(tenant["id"]),
+            str(tenant["plan"]),
+            str(tenant["created_at"])[:19],
+        )
     console.print(table)
 
 
@@ -144,8 +148,7 @@ def usage(
         return
     table = Table("description", "quantity", "unit price", "amount", title=f"{tenant} {month}")
     for line in invoice.lines:
-        table.add_row(line.description, str(line.quantity), str(line.unit_price),
-                      str(line.amount))  # fmt: skip
+        table.add_row(line.description, str(line.quantity), str(line.unit_price), str(line.amount))
     table.add_row("total", "", "", f"{invoice.total} {plan.currency}")
     console.print(table)
     console.print(f"{invoice.images} images, {invoice.frames} frames on plan {plan.name!r}")
@@ -242,8 +245,17 @@ def rotate_master() -> None:
 @keys_app.command("list")
 def list_keys() -> None:
     """List API keys (never their secrets)."""
-    table = Table(Column("id", no_wrap=True), "tenant", "role", "name", "scopes", "created",
-                  "expires", "last used", "revoked")  # fmt: skip
+    table = Table(
+        Column("id", no_wrap=True),
+        "tenant",
+        "role",
+        "name",
+        "scopes",
+        "created",
+        "expires",
+        "last used",
+        "revoked",
+    )
     for key in accounts().list_keys():
         scopes = key["scopes"]
         table.add_row(

@@ -55,6 +55,13 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class ImageTooLarge(PayloadTooLarge):
+    """An image whose declared dimensions would decode to more than dxserve accepts (a
+    decompression bomb, or simply too large)."""
+
+    code = "image_too_large"
+
+
 class Throttled(DxError):
     """Too many requests from this key: its plan's rate limit."""
 

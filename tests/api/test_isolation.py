@@ -28,8 +28,11 @@ def test_no_route_lets_another_tenant_read_or_change_data(
     accounts = services.accounts
     # Tenant A: a diagnosis with a heatmap and feedback, keys, usage, audit events.
     made = post_png(client, keys["clinician"], png(phantom_dir), "?explain=true").json()
-    feedback = {"agree": True, "correct_label": made["label"]} if made["label"] != (
-        "indeterminate") else {"agree": False, "correct_label": "normal"}  # fmt: skip
+    feedback = (
+        {"agree": True, "correct_label": made["label"]}
+        if made["label"] != ("indeterminate")
+        else {"agree": False, "correct_label": "normal"}
+    )
     url = f"/v1/diagnoses/{made['id']}/feedback"
     assert client.post(url, json=feedback, headers=auth(keys["clinician"])).status_code == 201
     tenant_a = accounts.tenant_id("hospital-a")
@@ -45,8 +48,10 @@ def test_no_route_lets_another_tenant_read_or_change_data(
     }
 
     accounts.create_tenant("hospital-c")  # B's keys of every role
-    b_keys = {role: accounts.create_key("hospital-b", role)[1] for role in
-              (Role.admin, Role.clinician, Role.service)}  # fmt: skip
+    b_keys = {
+        role: accounts.create_key("hospital-b", role)[1]
+        for role in (Role.admin, Role.clinician, Role.service)
+    }
     values = {
         "diagnosis_id": made["id"],
         "key_id": target_key,
@@ -82,8 +87,12 @@ def test_no_route_lets_another_tenant_read_or_change_data(
                 leaked = [m for m in secret_markers if m in text]
                 assert not leaked, (method, template, role.value, leaked)
                 if "{diagnosis_id}" in template or "{key_id}" in template:
-                    assert response.status_code in (403, 404), (method, template, role.value,
-                                                               response.text)  # fmt: skip
+                    assert response.status_code in (403, 404), (
+                        method,
+                        template,
+                        role.value,
+                        response.text,
+                    )
 
     # Nothing of A's changed.
     after_keys = accounts.list_keys(tenant_a)

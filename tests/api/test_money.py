@@ -115,10 +115,14 @@ def test_usage_and_invoice_add_up(app: TestClient, tokens: dict[str, str], phant
     assert empty["total"] == "100.00" and empty["usage"]["images"] == 0
 
     assert_problem(app.get("/v1/usage", headers=auth(tokens["clinician"])), 403, "forbidden")
-    assert_problem(app.get("/v1/admin/invoices/2026-13", headers=auth(tokens["admin"])), 422,
-                   "invalid_request")  # fmt: skip
-    assert_problem(app.get("/v1/usage?from=2026-02-01&to=2026-01-01",
-                           headers=auth(tokens["admin"])), 400, "invalid_input")  # fmt: skip
+    assert_problem(
+        app.get("/v1/admin/invoices/2026-13", headers=auth(tokens["admin"])), 422, "invalid_request"
+    )
+    assert_problem(
+        app.get("/v1/usage?from=2026-02-01&to=2026-01-01", headers=auth(tokens["admin"])),
+        400,
+        "invalid_input",
+    )
 
 
 def test_monthly_quota_is_a_429_naming_the_quota(
@@ -148,8 +152,11 @@ def test_rate_limit_is_a_429_with_retry_after(app: TestClient, tokens: dict[str,
 
 def test_key_scopes_expiry_rotation_and_last_use(app: TestClient, tokens: dict[str, str]) -> None:
     admin = auth(tokens["admin"])
-    made = app.post("/v1/admin/keys", json={"role": "clinician", "name": "viewer",
-                                            "scopes": ["read_results"]}, headers=admin)  # fmt: skip
+    made = app.post(
+        "/v1/admin/keys",
+        json={"role": "clinician", "name": "viewer", "scopes": ["read_results"]},
+        headers=admin,
+    )
     assert made.status_code == 201, made.text
     viewer = auth(made.json()["token"])
     assert app.get("/v1/diagnoses", headers=viewer).status_code == 200
@@ -158,8 +165,9 @@ def test_key_scopes_expiry_rotation_and_last_use(app: TestClient, tokens: dict[s
     )
     assert_problem(denied, 403, "forbidden")
     assert "scopes" in denied.json()["detail"]
-    too_much = app.post("/v1/admin/keys", json={"role": "service", "scopes": ["read_audit"]},
-                        headers=admin)  # fmt: skip
+    too_much = app.post(
+        "/v1/admin/keys", json={"role": "service", "scopes": ["read_audit"]}, headers=admin
+    )
     assert_problem(too_much, 400, "invalid_input")
 
     listed = {k["id"]: k for k in app.get("/v1/admin/keys", headers=admin).json()["keys"]}
@@ -168,8 +176,9 @@ def test_key_scopes_expiry_rotation_and_last_use(app: TestClient, tokens: dict[s
     assert all(k["tenant"] == "clinic" for k in listed.values())
     assert not any("hash" in k or "salt" in k for k in listed.values())
 
-    rotated = app.post(f"/v1/admin/keys/{made.json()['id']}/rotate", json={"grace_hours": 1},
-                       headers=admin)  # fmt: skip
+    rotated = app.post(
+        f"/v1/admin/keys/{made.json()['id']}/rotate", json={"grace_hours": 1}, headers=admin
+    )
     assert rotated.status_code == 201
     assert app.get("/v1/diagnoses", headers=auth(rotated.json()["token"])).status_code == 200
     assert app.get("/v1/diagnoses", headers=viewer).status_code == 200  # within its grace
@@ -177,10 +186,12 @@ def test_key_scopes_expiry_rotation_and_last_use(app: TestClient, tokens: dict[s
     assert listed[made.json()["id"]]["expires_at"] is not None
     assert listed[rotated.json()["id"]]["scopes"] == ["read_results"]
 
-    now_rotated = app.post(f"/v1/admin/keys/{rotated.json()['id']}/rotate",
-                           json={"grace_hours": 0}, headers=admin)  # fmt: skip
-    assert_problem(app.get("/v1/diagnoses", headers=auth(rotated.json()["token"])), 401,
-                   "unauthenticated")  # fmt: skip
+    now_rotated = app.post(
+        f"/v1/admin/keys/{rotated.json()['id']}/rotate", json={"grace_hours": 0}, headers=admin
+    )
+    assert_problem(
+        app.get("/v1/diagnoses", headers=auth(rotated.json()["token"])), 401, "unauthenticated"
+    )
     assert app.get("/v1/diagnoses", headers=auth(now_rotated.json()["token"])).status_code == 200
 
     # a key whose expiry passed is refused like an unknown one
@@ -205,8 +216,9 @@ def test_platform_admin_across_tenants_and_tenant_admins_within_theirs(
     tenants = app.get("/v1/admin/tenants", headers=platform).json()
     assert {"clinic", "tiny", "slow", "ops"} <= {t["name"] for t in tenants["tenants"]}
     assert sorted(tenants["plans"]) == ["clinic", "slow", "tiny"]
-    made = app.post("/v1/admin/tenants", json={"name": "new-clinic", "plan": "clinic"},
-                    headers=platform)  # fmt: skip
+    made = app.post(
+        "/v1/admin/tenants", json={"name": "new-clinic", "plan": "clinic"}, headers=platform
+    )
     assert made.status_code == 201
     bad_plan = app.post("/v1/admin/tenants", json={"name": "x", "plan": "gold"}, headers=platform)
     assert_problem(bad_plan, 400, "invalid_input")
@@ -224,5 +236,6 @@ def test_platform_admin_across_tenants_and_tenant_admins_within_theirs(
         app.app.state.services.accounts.tenant_id("tiny")  # type: ignore[attr-defined]
     )[0]["id"]
     assert_problem(app.delete(f"/v1/admin/keys/{other}", headers=admin), 404, "not_found")
-    assert_problem(app.post(f"/v1/admin/keys/{other}/rotate", json={}, headers=admin), 404,
-                   "not_found")  # fmt: skip
+    assert_problem(
+        app.post(f"/v1/admin/keys/{other}/rotate", json={}, headers=admin), 404, "not_found"
+    )

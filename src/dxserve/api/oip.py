@@ -7,6 +7,7 @@ order. Outputs come back as JSON data or, when asked (``binary_data`` per output
 """
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,8 +60,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
         header, binary = body, memoryview(b"")
     try:
         payload = json.loads(header)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InvalidInput("request header is not valid JSON") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise InvalidInput("request header is not valid JSON (or nested too deeply)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise InvalidInput("request needs an 'inputs' list")
     inputs, offset = [], 0
@@ -92,7 +93,7 @@ def _input_array(spec: Any, binary: memoryview) -> tuple[np.ndarray, int]:
     if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
         raise InvalidInput(f"input {name!r}: shape must be a list of non-negative integers")
     dtype = DTYPES[datatype]
-    count = int(np.prod(shape)) if shape else 1
+    count = math.prod(shape)  # exact: np.prod would wrap around on huge shapes
     size = (spec.get("parameters") or {}).get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size != count * dtype.itemsize or size > len(binary):

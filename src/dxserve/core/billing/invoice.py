@@ -82,11 +82,21 @@ class Invoice:
     def to_csv(self) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["tenant", "month", "description", "quantity", "unit_price", "amount",
-                         "currency"])  # fmt: skip
+        writer.writerow(
+            ["tenant", "month", "description", "quantity", "unit_price", "amount", "currency"]
+        )
         for line in self.lines:
-            writer.writerow([self.tenant, self.month, line.description, line.quantity,
-                             line.unit_price, line.amount, self.plan.currency])  # fmt: skip
+            writer.writerow(
+                [
+                    self.tenant,
+                    self.month,
+                    line.description,
+                    line.quantity,
+                    line.unit_price,
+                    line.amount,
+                    self.plan.currency,
+                ]
+            )
         writer.writerow([self.tenant, self.month, "total", "", "", self.total, self.plan.currency])
         return out.getvalue()
 
@@ -101,8 +111,9 @@ def make_invoice(tenant: str, month: str, plan: Plan, usage: list[UsageTotal]) -
             lines.append(_line(f"{u.model}:{u.version} frames", u.frames, plan.per_frame))
     included = min(plan.included_images, sum(u.images for u in usage))
     if included and plan.per_image:
-        lines.append(_line(f"included images ({plan.included_images}/month)", included,
-                           -plan.per_image))  # fmt: skip
+        lines.append(
+            _line(f"included images ({plan.included_images}/month)", included, -plan.per_image)
+        )
     return Invoice(tenant, month, plan, usage, lines)
 
 

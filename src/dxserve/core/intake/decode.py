@@ -15,7 +15,13 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut
 
-from dxserve.errors import InvalidInput, UnsupportedMedia
+from dxserve.errors import ImageTooLarge, InvalidInput, UnsupportedMedia
+
+# Limits checked on the declared dimensions, before anything is decoded: a small file must not
+# make the server allocate gigabytes. Ultrasound frames are about 1 MP; a long cine is 100s of MB.
+MAX_IMAGE_PIXELS = 50_000_000  # one PNG or JPEG
+MAX_DECODED_BYTES = 1 << 30  # all frames of one DICOM object
+IMAGE_FORMATS = ("PNG", "JPEG")  # no TIFF, GIF, BMP…: fewer parsers exposed to the network
 
 DICOM_MAGIC_OFFSET = 128
 
@@ -35,12 +41,17 @@ def decode_bytes(data: bytes) -> np.ndarray:
     if is_dicom(data):
         try:
             part10 = pydicom.dcmread(io.BytesIO(data))
-        except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError) as exc:
+        except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, UserWarning) as exc:
             raise InvalidInput(f"cannot read the DICOM file: {type(exc).__name__}") from None
         return decode_dicom(part10)
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise _too_large(f"{width} × {height} pixels", MAX_IMAGE_PIXELS, "pixels")
             return _pil_to_rgb(image)[None]
+    except Image.DecompressionBombError:
+        raise _too_large("over 180 million pixels", MAX_IMAGE_PIXELS, "pixels") from None
     except UnidentifiedImageError:
         pass
     try:  # DICOM without the Part 10 header (raw dataset)
@@ -56,9 +67,18 @@ def decode_dicom(dataset: Dataset) -> np.ndarray:
     """Pixel data of a DICOM dataset as ``(T, H, W, 3)`` uint8 RGB frames."""
     if "PixelData" not in dataset:
         raise UnsupportedMedia("DICOM object has no pixel data")
+    _check_declared_size(dataset)
     try:
         pixels = dataset.pixel_array  # pydicom 3 converts YBR_* to RGB by default
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError, KeyError) as exc:
+    except (
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        AttributeError,
+        KeyError,
+        EOFError,  # truncated encapsulated pixel data
+        UserWarning,  # pydicom's warning of the same, where warnings are errors
+    ) as exc:
         # AttributeError: pydicom's word for a required element (e.g. Transfer Syntax UID,
         # Bits Allocated) that is missing; the message names the element, never a value.
         raise UnsupportedMedia(f"cannot decode DICOM pixel data: {exc}") from None
@@ -74,6 +94,25 @@ def decode_dicom(dataset: Dataset) -> np.ndarray:
     if pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise UnsupportedMedia(f"unexpected DICOM pixel array shape {pixels.shape}")
     return _to_uint8(pixels, int(dataset.get("BitsStored", 8)))
+
+
+def _check_declared_size(dataset: Dataset) -> None:
+    """:class:`ImageTooLarge` when the declared dimensions would decode to too many bytes."""
+    try:
+        rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+        allocated = int(dataset.get("BitsAllocated", 8) or 8)
+    except (TypeError, ValueError):
+        raise InvalidInput("DICOM image dimensions are not numbers") from None
+    size = rows * columns * frames * samples * max(1, -(-allocated // 8))
+    if size > MAX_DECODED_BYTES:
+        described = f"{frames} frame(s) of {rows} × {columns} × {samples}"
+        raise _too_large(described, MAX_DECODED_BYTES, "decoded bytes")
+
+
+def _too_large(what: str, limit: int, unit: str) -> ImageTooLarge:
+    return ImageTooLarge(f"image declares {what}: over the limit of {limit:,} {unit}")
 
 
 def _grey_to_uint8(pixels: np.ndarray, dataset: Dataset, invert: bool) -> np.ndarray:
