@@ -135,10 +135,7 @@ def usage(
     book = Accounts(engine)
     tenant_id = book.tenant_id(tenant)
     month = month or current_month()
-    try:
-        start, end = month_bounds(month)
-    except ValueError:
-        raise typer.BadParameter("month must be YYYY-MM") from None
+    start, end = month_bounds(month)
     plan = load_plans(Settings().plans_file).get(book.tenant(tenant_id)["plan"])
     if plan is None:
         raise typer.BadParameter(f"tenant {tenant!r} is on a plan this configuration lacks")

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from dxserve.core.billing.invoice import UsageTotal
 from dxserve.core.ids import record_id
+from dxserve.errors import InvalidInput
 from dxserve.store.group_commit import GroupCommitter
 from dxserve.store.tables import UsageEventRow, utcnow
 
@@ -25,8 +26,11 @@ QUOTA_REFRESH_S = 2.0
 
 def month_bounds(month: str) -> tuple[dt.datetime, dt.datetime]:
     """``[first instant, first instant of the next month)`` of ``YYYY-MM`` (UTC)."""
-    start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
-    end = (start + dt.timedelta(days=32)).replace(day=1)
+    try:
+        start = dt.datetime.strptime(month, "%Y-%m").replace(tzinfo=dt.UTC)
+        end = (start + dt.timedelta(days=32)).replace(day=1)
+    except (ValueError, OverflowError):  # not YYYY-MM, year 0, or past 9999-11
+        raise InvalidInput(f"month must be YYYY-MM (0001-01 to 9999-11), not {month!r}") from None
     return start, end
 
 
