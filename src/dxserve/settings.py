@@ -53,6 +53,12 @@ class Settings(BaseSettings):
         "among the instances).",
     )
     max_body_mb: float = Field(default=64.0, description="Largest request body accepted.")
+    request_timeout_s: float = Field(
+        default=120.0,
+        gt=0,
+        description="Longest a request may take, upload included: 408 while its body is still "
+        "arriving (a slow or stalled client), 503 once it is being processed.",
+    )
     workers: int = Field(
         default=1,
         ge=1,

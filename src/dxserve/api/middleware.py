@@ -1,5 +1,6 @@
 """ASGI middleware: request ids, body-size limit, one JSON log line and a latency sample a request."""
 
+import asyncio
 import json
 import logging
 import re
@@ -37,12 +38,18 @@ Audit = Callable[[dict[str, Any]], None]
 
 class RequestContext:
     def __init__(
-        self, app: ASGIApp, metrics: Metrics, max_body_bytes: int, audit: Audit | None = None
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        max_body_bytes: int,
+        audit: Audit | None = None,
+        timeout_s: float | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.audit = audit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,19 +72,23 @@ class RequestContext:
             return
 
         received = 0
+        body_complete = False
+        responding = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, body_complete
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_complete = not message.get("more_body", False)
                 if received > self.max_body_bytes:
                     raise _BodyTooLarge
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, location
+            nonlocal status, location, responding
             if message["type"] == "http.response.start":
+                responding = True
                 status = message["status"]
                 for name, value in message.get("headers", []):
                     if name == b"location":
@@ -90,10 +101,20 @@ class RequestContext:
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, send_with_id)
+            async with asyncio.timeout(self.timeout_s):
+                await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             status = 413
             await _too_large(scope, send, request_id, self.max_body_bytes)
+        except TimeoutError:
+            if responding:  # too late for a status: the client sees the connection close
+                raise
+            # A body still arriving is the client's delay (408); otherwise the work's (503).
+            status = 503 if body_complete else 408
+            what = "processing" if body_complete else "receiving the request body"
+            detail = f"{what} took longer than the limit of {self.timeout_s:g} s"
+            code = "request_timeout" if status == 408 else "processing_timeout"
+            await _problem(scope, send, request_id, status, code, detail)
         finally:
             self._log(scope, status, started, request_id)
             self._audit(scope, status, request_id, location)
@@ -154,16 +175,27 @@ class _BodyTooLarge(Exception):
 
 async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> None:
     detail = f"request body is over the limit of {limit} bytes"
+    await _problem(scope, send, request_id, 413, "payload_too_large", detail)
+
+
+TITLES = {408: "Request timeout", 413: "Payload too large", 503: "Service unavailable"}
+
+
+async def _problem(
+    scope: Scope, send: Send, request_id: str, status: int, code: str, detail: str
+) -> None:
+    """A problem+json answer (``{"error": …}`` on the OIP) sent from the middleware itself;
+    the connection closes after it."""
     body: dict[str, object]
     if scope["path"].startswith("/v2"):
         body, media = {"error": detail}, b"application/json"
     else:
         body = {
-            "type": "urn:dxserve:problem:payload_too_large",
-            "title": "Payload too large",
-            "status": 413,
+            "type": f"urn:dxserve:problem:{code}",
+            "title": TITLES[status],
+            "status": status,
             "detail": detail,
-            "code": "payload_too_large",
+            "code": code,
             "request_id": request_id,
             "instance": scope["path"],
         }
@@ -172,7 +204,7 @@ async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> N
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": status,
             "headers": [
                 (b"content-type", media),
                 (b"content-length", str(len(payload)).encode()),

@@ -1,0 +1,52 @@
+"""The request time limit of the middleware, around a slow application and a stalled client."""
+
+import asyncio
+import json
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+from dxserve.api.middleware import RequestContext
+from dxserve.observability import Metrics
+
+
+async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
+    """Reads the whole body, then works for a second before answering."""
+    while (await receive()).get("more_body"):
+        pass
+    await asyncio.sleep(1)
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"late"})
+
+
+def call(path: str, messages: list[Message]) -> tuple[int, dict[str, Any]]:
+    """Run one request through RequestContext (0.2 s limit); its status and JSON body."""
+    scope = {"type": "http", "method": "POST", "path": path, "headers": [], "client": None}
+    middleware = RequestContext(slow_app, Metrics(), max_body_bytes=1 << 20, timeout_s=0.2)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)  # a client that stopped sending
+        raise AssertionError("unreachable")
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(middleware(scope, receive, send))
+    return sent[0]["status"], json.loads(sent[1]["body"])
+
+
+def test_slow_processing_is_a_503_problem() -> None:
+    status, body = call("/v1/diagnoses", [{"type": "http.request", "body": b"x"}])
+    assert status == 503 and body["code"] == "processing_timeout"
+    assert "longer than the limit of 0.2 s" in body["detail"]
+
+
+def test_a_stalled_upload_is_a_408() -> None:
+    partial = {"type": "http.request", "body": b"x", "more_body": True}
+    status, body = call("/v1/diagnoses", [partial])
+    assert status == 408 and body["code"] == "request_timeout"
+    status, body = call("/v2/models/m/infer", [partial])
+    assert status == 408 and set(body) == {"error"}
