@@ -4,15 +4,25 @@ Built once by :mod:`dxserve.server` (the composition root) and handed to the API
 """
 
 import asyncio
+import io
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+import pydicom
+from PIL import Image
+from pydicom.dataset import Dataset
 
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
-from dxserve.core.intake.decode import decode_bytes
+from dxserve.core.explain.overlay import render_overlay
+from dxserve.core.intake.decode import decode_bytes, is_dicom
 from dxserve.core.pipeline import diagnose
+from dxserve.core.results.dicom_sr import (
+    diagnosis_sr,
+    heatmap_secondary_capture,
+    input_as_secondary_capture,
+)
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.security.principal import Forbidden, Permission, Principal
@@ -41,6 +51,19 @@ class Tensor(Protocol):
     def datatype(self) -> str: ...
     @property
     def array(self) -> np.ndarray: ...
+
+
+def heatmap_png(saliency: SaliencyMap, data: bytes) -> bytes:
+    """The saliency map over the frame it explains, with its colour bar (PNG)."""
+    frames = decode_bytes(data)
+    title = f"{saliency.method}: frame {saliency.frame} — not for clinical use"
+    return render_overlay(frames[saliency.frame], saliency, title)
+
+
+def part10(dataset: Dataset) -> bytes:
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
 
 
 def clinical_view(record: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +193,29 @@ class Services:
             raise NotFound("this diagnosis has no explanation; diagnose with explain=true")
         saliency = SaliencyMap.from_bytes(self.blobs.get(explanation["sha256"]), explanation)
         return saliency, self.blobs.get(record["input"]["sha256"])
+
+    def source_dataset(self, record: dict[str, Any]) -> Dataset:
+        """The DICOM object a diagnosis read (a PNG or JPEG input wrapped as Secondary
+        Capture): the study its SR and heatmap belong to."""
+        data = self.blobs.get(record["input"]["sha256"])
+        if is_dicom(data):
+            return pydicom.dcmread(io.BytesIO(data))
+        return input_as_secondary_capture(record, decode_bytes(data)[0])
+
+    def structured_report(self, principal: Principal, diagnosis_id: str) -> bytes:
+        """The diagnosis as a DICOM Comprehensive 3D SR (TID 1500), Part 10 bytes."""
+        principal.require(Permission.read_results)
+        record = clinical_view(self.diagnoses.get(principal.tenant_id, diagnosis_id))
+        return part10(diagnosis_sr(record, self.source_dataset(record)))
+
+    def heatmap_dicom(self, principal: Principal, diagnosis_id: str) -> bytes:
+        """The heatmap overlay as a Secondary Capture image in the source study."""
+        saliency, data = self.saliency(principal, diagnosis_id)
+        record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
+        png = heatmap_png(saliency, data)
+        with Image.open(io.BytesIO(png)) as image:
+            overlay = np.asarray(image.convert("RGB"))
+        return part10(heatmap_secondary_capture(record, overlay, self.source_dataset(record)))
 
     def feedback(
         self,

@@ -4,17 +4,18 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from dxserve.api.deps import CurrentPrincipal, ServicesDep
-from dxserve.core.explain.overlay import render_overlay
-from dxserve.core.intake.decode import decode_bytes, is_dicom
+from dxserve.core.intake.decode import is_dicom
 from dxserve.core.results.card import render_card
+from dxserve.core.results.fhir import diagnosis_bundle
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
 from dxserve.errors import InvalidInput, UnsupportedMedia
-from dxserve.services import clinical_view
+from dxserve.services import clinical_view, heatmap_png
 
 router = APIRouter(prefix="/v1", tags=["clinical"])
 
@@ -100,10 +101,32 @@ async def get_heatmap_png(
 ) -> Response:
     """The saliency map over the explained frame, with a colour bar (diagnose with explain=true)."""
     saliency, data = services.saliency(principal, diagnosis_id)
-    frames = await asyncio.to_thread(decode_bytes, data)
-    title = f"{saliency.method}: frame {saliency.frame} — not for clinical use"
-    png = await asyncio.to_thread(render_overlay, frames[saliency.frame], saliency, title)
+    png = await asyncio.to_thread(heatmap_png, saliency, data)
     return Response(png, media_type="image/png")
+
+
+DICOM_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"application/dicom": {}}}}
+
+
+@router.get("/diagnoses/{diagnosis_id}/sr.dcm", response_class=Response, responses=DICOM_RESPONSE)
+async def get_structured_report(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """The diagnosis as a DICOM Comprehensive 3D SR (TID 1500 Measurement Report): finding,
+    probability, algorithm name and version, referencing the source image in its study."""
+    sr = await asyncio.to_thread(services.structured_report, principal, diagnosis_id)
+    return Response(sr, media_type="application/dicom")
+
+
+@router.get(
+    "/diagnoses/{diagnosis_id}/heatmap.dcm", response_class=Response, responses=DICOM_RESPONSE
+)
+async def get_heatmap_dicom(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """The heatmap overlay as a DICOM Secondary Capture image in the source study."""
+    image = await asyncio.to_thread(services.heatmap_dicom, principal, diagnosis_id)
+    return Response(image, media_type="application/dicom")
 
 
 @router.get("/diagnoses/{diagnosis_id}/heatmap.json")
@@ -114,6 +137,21 @@ async def get_heatmap_values(
     (cell (i, j) is centred on input pixel (offset + stride·i, offset + stride·j))."""
     saliency, _ = services.saliency(principal, diagnosis_id)
     return {**saliency.describe(), "values": saliency.values.round(6).tolist()}
+
+
+@router.get(
+    "/diagnoses/{diagnosis_id}/fhir",
+    response_class=JSONResponse,
+    responses={200: {"content": {"application/fhir+json": {}}}},
+)
+async def get_diagnosis_fhir(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> JSONResponse:
+    """The diagnosis as a FHIR R4 Bundle: a preliminary DiagnosticReport, its Observation
+    (probability, interpretation), the model as a Device, the ImagingStudy and the Patient."""
+    principal.require(Permission.read_results)
+    record = clinical_view(services.diagnoses.get(principal.tenant_id, diagnosis_id))
+    return JSONResponse(diagnosis_bundle(record), media_type="application/fhir+json")
 
 
 class FeedbackIn(BaseModel):
