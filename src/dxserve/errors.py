@@ -25,6 +25,12 @@ class UnsupportedMedia(InvalidInput):
     code = "unsupported_media"
 
 
+class WrongModality(InvalidInput):
+    """A readable image of a modality the model was not made for (CT sent to an echo model)."""
+
+    code = "wrong_modality"
+
+
 class DatasetError(InvalidInput):
     """A dataset on disk is missing, empty or laid out in a way no loader recognises."""
 

@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
-from dxserve.core.intake.decode import decode_bytes, is_dicom
+from dxserve.core.intake.decode import decode_bytes, dicom_modality, is_dicom
 from dxserve.core.pipeline import diagnose
 from dxserve.core.results.dicom_sr import (
     diagnosis_sr,
@@ -26,7 +26,7 @@ from dxserve.core.results.dicom_sr import (
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.security.principal import Forbidden, Permission, Principal
-from dxserve.errors import InvalidInput, QuotaExceeded, Throttled
+from dxserve.errors import InvalidInput, QuotaExceeded, Throttled, WrongModality
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -154,6 +154,12 @@ class Services:
         await self.check_quota(principal, 1)
         selection = await self.registry.select(model or self.settings.default_model)
         ref = selection.primary.ref
+        wanted = selection.primary.manifest.modalities
+        modality = await asyncio.to_thread(dicom_modality, data)
+        if wanted and modality is not None and modality not in wanted:
+            raise WrongModality(
+                f"this is a {modality} object; {ref.name} reads {', '.join(wanted)} only"
+            )
         try:
             frames = await asyncio.to_thread(decode_bytes, data)
             outcome = await diagnose(selection, frames, MAX_FRAMES, explain)

@@ -32,6 +32,14 @@ def dicom_with(name: str, **elements: object) -> bytes:
     return out.getvalue()
 
 
+def dicom_without_pixels(name: str) -> bytes:
+    dataset = dcmread(io.BytesIO(dicom_file(name)))
+    del dataset.PixelData
+    out = io.BytesIO()
+    dataset.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
 def png_bomb() -> bytes:
     """30 000 × 30 000 pixels (900 MP) in a few hundred kilobytes."""
     out = io.BytesIO()
@@ -67,7 +75,7 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str, set[int]]] = {
         {400, 415},
     ),
     "DICOM declaring 65535 x 65535": (
-        lambda: dicom_with("CT_small.dcm", Rows=65535, Columns=65535),
+        lambda: dicom_with(YBR, Rows=65535, Columns=65535),
         "application/dicom",
         {413, 415},
     ),
@@ -78,6 +86,11 @@ CORPUS: dict[str, tuple[Callable[[], bytes], str, set[int]]] = {
     ),
     "DICOM with no pixel data (SR)": (
         lambda: dicom_file("test-SR.dcm"),
+        "application/dicom",
+        {422},  # refused as modality SR
+    ),
+    "ultrasound DICOM with no pixel data": (
+        lambda: dicom_without_pixels(YBR),
         "application/dicom",
         {415},
     ),

@@ -22,6 +22,7 @@ from dxserve.errors import (
     PayloadTooLarge,
     Throttled,
     UnsupportedMedia,
+    WrongModality,
 )
 from dxserve.store.accounts import NotFound
 
@@ -32,6 +33,7 @@ STATUS: dict[type[DxError], int] = {
     InvalidInput: 400,
     DatasetError: 400,
     UnsupportedMedia: 415,
+    WrongModality: 422,
     PayloadTooLarge: 413,
     Unauthenticated: 401,
     Forbidden: 403,

@@ -50,6 +50,8 @@ INTENDED_USE = (
 THRESHOLD = 0.5
 # The saliency map served (the one that localises best, measured by `evaluate --explain`) and
 # the other the network outputs on the same grid.
+# Cardiac ultrasound: a DICOM object of any other modality is refused before it is decoded.
+MODALITIES = ["US"]
 EXPLANATION = {
     "method": "hirescam",
     "output": "hirescam",
@@ -283,6 +285,7 @@ def train(
         abstention=band.to_dict(),
         explanation=EXPLANATION,
         ood=guard.to_dict(),
+        modalities=MODALITIES,
     )
     manifest.save(folder)
     repo.write_triton_config(manifest)

@@ -31,6 +31,17 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
+def dicom_modality(data: bytes) -> str | None:
+    """The Modality of a DICOM Part 10 file (its header only), None for anything else."""
+    if not is_dicom(data):
+        return None
+    try:
+        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, UserWarning):
+        return None  # decoding will say what is wrong
+    return str(header.get("Modality", "")) or None
+
+
 def decode_path(path: Path) -> np.ndarray:
     """Decode the image or DICOM file at ``path`` into RGB frames."""
     return decode_bytes(Path(path).read_bytes())

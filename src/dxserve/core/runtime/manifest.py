@@ -74,6 +74,9 @@ class Manifest:
     explanation: dict[str, Any] = field(default_factory=dict)
     # The out-of-distribution guard (see dxserve.core.ood); empty: none.
     ood: dict[str, Any] = field(default_factory=dict)
+    # DICOM Modality values (e.g. "US") the model reads; an object of another is refused.
+    # Empty: any (and PNG/JPEG, which carry no modality, always pass).
+    modalities: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
     @property
