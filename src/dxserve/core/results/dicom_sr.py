@@ -40,18 +40,12 @@ def input_as_secondary_capture(record: dict[str, Any], frame: np.ndarray) -> Dat
     """A PNG/JPEG input as a Secondary Capture image of a new study (the SR's evidence)."""
     did = record["id"]
     created = dt.datetime.fromisoformat(record["created"])
-    return hd.sc.SCImage(
-        pixel_array=np.ascontiguousarray(frame),
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-        bits_allocated=8,
-        coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        study_instance_uid=uid(did, "study"),
-        series_instance_uid=uid(did, "input-series"),
-        series_number=1,
-        sop_instance_uid=uid(did, "input"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        patient_orientation=("L", "F"),
+    return _rgb_capture(
+        frame,
+        uid(did, "study"),
+        uid(did, "input-series"),
+        1,
+        uid(did, "input"),
         study_date=created.date(),
         study_time=created.time(),
     )
@@ -126,18 +120,8 @@ def heatmap_secondary_capture(
 ) -> hd.sc.SCImage:
     """The rendered heatmap overlay (RGB) as a Secondary Capture image in the source study."""
     did = record["id"]
-    image = hd.sc.SCImage(
-        pixel_array=np.ascontiguousarray(overlay),
-        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
-        bits_allocated=8,
-        coordinate_system=hd.CoordinateSystemNames.PATIENT,
-        study_instance_uid=source.StudyInstanceUID,
-        series_instance_uid=uid(did, "heatmap-series"),
-        series_number=902,
-        sop_instance_uid=uid(did, "heatmap"),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        patient_orientation=("L", "F"),
+    image = _rgb_capture(
+        overlay, source.StudyInstanceUID, uid(did, "heatmap-series"), 902, uid(did, "heatmap")
     )
     for keyword in PATIENT_AND_STUDY:  # as the source has them, unvalidated: not ours to fix
         if keyword in source:
@@ -146,6 +130,26 @@ def heatmap_secondary_capture(
     image.SeriesDescription = f"dxserve saliency ({method}): not for clinical use"
     image.BurnedInAnnotation = "YES"  # the colour bar's and title's text
     return image
+
+
+def _rgb_capture(
+    pixels: np.ndarray, study: str, series: str, series_number: int, sop: str, **more: Any
+) -> hd.sc.SCImage:
+    """An RGB Secondary Capture image (one instance of its series)."""
+    return hd.sc.SCImage(
+        pixel_array=np.ascontiguousarray(pixels),
+        photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
+        bits_allocated=8,
+        coordinate_system=hd.CoordinateSystemNames.PATIENT,
+        study_instance_uid=study,
+        series_instance_uid=series,
+        series_number=series_number,
+        sop_instance_uid=sop,
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        patient_orientation=("L", "F"),
+        **more,
+    )
 
 
 def _evidence(source: Dataset) -> Dataset:
