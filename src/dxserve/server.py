@@ -16,7 +16,7 @@ from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
-from dxserve.store.ratelimit import RateLimiter
+from dxserve.store.ratelimit import DatabaseBucket, RateLimiter, RedisBucket
 from dxserve.store.usage import Usage
 
 
@@ -46,7 +46,9 @@ def build_services(settings: Settings) -> Services:
         metrics=metrics,
         audit=AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir)),
         usage=Usage(engine),
-        limiter=RateLimiter(engine),
+        limiter=RateLimiter(
+            RedisBucket(settings.redis_url) if settings.redis_url else DatabaseBucket(engine)
+        ),
         plans=load_plans(settings.plans_file),
     )
 

@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         description="TOML file of price plans (per image, per frame, included images, monthly "
         "quota, rate limit); default: the built-in plans `trial` and `standard`.",
     )
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://host:port/db for the per-key rate-limit buckets (the `redis` "
+        "extra); default: the database.",
+    )
     master_key: SecretStr | None = Field(
         default=None,
         description="Master key (urlsafe base64 of 32 bytes) that wraps the data key of every "
