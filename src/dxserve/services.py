@@ -155,8 +155,9 @@ class Services:
         selection = await self.registry.select(model or self.settings.default_model)
         ref = selection.primary.ref
         wanted = selection.primary.manifest.modalities
-        modality = await asyncio.to_thread(dicom_modality, data)
-        if wanted and modality is not None and modality not in wanted:
+        checked = wanted and is_dicom(data)  # a PNG or JPEG carries no modality
+        modality = await asyncio.to_thread(dicom_modality, data) if checked else None
+        if modality is not None and modality not in wanted:
             raise WrongModality(
                 f"this is a {modality} object; {ref.name} reads {', '.join(wanted)} only"
             )
