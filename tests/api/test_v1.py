@@ -316,7 +316,11 @@ def test_security_headers_and_no_cors(client: TestClient, keys: dict[str, str]) 
 def test_an_object_of_another_modality_is_refused_by_name(
     client: TestClient, keys: dict[str, str]
 ) -> None:
-    for name, modality in (("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")):
+    for name, modality in (
+        ("CT_small.dcm", "CT"),
+        ("MR_small.dcm", "MR"),
+        ("waveform_ecg.dcm", "ECG"),
+    ):
         data = Path(str(get_testdata_file(name, download=False))).read_bytes()
         response = client.post(
             "/v1/diagnoses",
