@@ -32,6 +32,7 @@ from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.feedback import Feedback
+from dxserve.store.identities import Identities
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
 
@@ -234,6 +235,7 @@ def rotate_master() -> None:
             for digest in digests:
                 changed += blobs.rewrap(digest)
                 progress.advance(task)
+        changed += Identities(database(), blobs.keys).rewrap()
     write_key_file(path, [new])
     audited("keys rotate-master", None)
     console.print(f"master key rotated; {changed} data keys re-wrapped, old key removed")

@@ -7,6 +7,7 @@ from dxserve.core.billing.plans import load_plans
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.envelope import KeyRing
+from dxserve.intake import Intake
 from dxserve.observability import Metrics, configure_logging
 from dxserve.services import Services
 from dxserve.settings import Settings
@@ -16,6 +17,7 @@ from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
+from dxserve.store.identities import Identities
 from dxserve.store.ratelimit import DatabaseBucket, RateLimiter, RedisBucket
 from dxserve.store.usage import Usage
 
@@ -36,6 +38,7 @@ def build_services(settings: Settings) -> Services:
         max_queue_delay_ms=settings.max_queue_delay_ms,
         on_batch=metrics.on_batch,
     )
+    identities = Identities(engine, keys)
     return Services(
         settings=settings,
         registry=registry,
@@ -50,6 +53,8 @@ def build_services(settings: Settings) -> Services:
             RedisBucket(settings.redis_url) if settings.redis_url else DatabaseBucket(engine)
         ),
         plans=load_plans(settings.plans_file),
+        identities=identities,
+        intake=Intake(identities, settings.deidentification),
     )
 
 

@@ -5,6 +5,7 @@ Built once by :mod:`dxserve.server` (the composition root) and handed to the API
 
 import asyncio
 import io
+import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -16,17 +17,20 @@ from pydicom.dataset import Dataset
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
-from dxserve.core.intake.decode import decode_bytes, dicom_modality, is_dicom
+from dxserve.core.intake.decode import decode_bytes, is_dicom
+from dxserve.core.intake.deidentify import reidentify
 from dxserve.core.pipeline import diagnose
 from dxserve.core.results.dicom_sr import (
     diagnosis_sr,
     heatmap_secondary_capture,
     input_as_secondary_capture,
+    uid,
 )
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.security.principal import Forbidden, Permission, Principal
-from dxserve.errors import InvalidInput, QuotaExceeded, Throttled, WrongModality
+from dxserve.errors import InvalidInput, QuotaExceeded, Throttled
+from dxserve.intake import Intake, part10
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -34,6 +38,7 @@ from dxserve.store.audit import AuditTrail
 from dxserve.store.blobs import BlobStore
 from dxserve.store.diagnoses import Diagnoses, StoredInput
 from dxserve.store.feedback import Feedback
+from dxserve.store.identities import Identities
 from dxserve.store.ratelimit import RateLimiter
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
@@ -60,12 +65,6 @@ def heatmap_png(saliency: SaliencyMap, data: bytes) -> bytes:
     return render_overlay(frames[saliency.frame], saliency, title)
 
 
-def part10(dataset: Dataset) -> bytes:
-    out = io.BytesIO()
-    dataset.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
 def clinical_view(record: dict[str, Any]) -> dict[str, Any]:
     """A stored diagnosis as the clinical API shows it: a shadow version's answer is recorded
     for the model's owners but never shown as, or beside, the answer."""
@@ -85,6 +84,8 @@ class Services:
     usage: Usage
     limiter: RateLimiter
     plans: dict[str, Plan]
+    identities: Identities
+    intake: Intake
 
     def plan(self, principal: Principal) -> Plan:
         return self._plan_named(principal.plan)
@@ -154,16 +155,15 @@ class Services:
         await self.check_quota(principal, 1)
         selection = await self.registry.select(model or self.settings.default_model)
         ref = selection.primary.ref
-        wanted = selection.primary.manifest.modalities
-        checked = wanted and is_dicom(data)  # a PNG or JPEG carries no modality
-        modality = await asyncio.to_thread(dicom_modality, data) if checked else None
-        if modality is not None and modality not in wanted:
-            raise WrongModality(
-                f"this is a {modality} object; {ref.name} reads {', '.join(wanted)} only"
-            )
+        received = await asyncio.to_thread(
+            self.intake.receive,
+            principal.tenant_id,
+            data,
+            selection.primary.manifest.modalities,
+            ref.name,
+        )
         try:
-            frames = await asyncio.to_thread(decode_bytes, data)
-            outcome = await diagnose(selection, frames, MAX_FRAMES, explain)
+            outcome = await diagnose(selection, received.frames, MAX_FRAMES, explain)
         except Exception:
             self.metrics.request(ref, ok=False)
             raise
@@ -174,9 +174,13 @@ class Services:
         if outcome.saliency is not None:
             map_digest = await asyncio.to_thread(self.blobs.put, outcome.saliency.to_bytes())
             result["explanation"]["sha256"] = map_digest
-        digest = await asyncio.to_thread(self.blobs.put, data)
-        stored = StoredInput(digest, media_type, len(data))
-        record = await self.diagnoses.add(principal.tenant_id, principal.key_id, result, stored)
+        digest = await asyncio.to_thread(self.blobs.put, received.stored)
+        stored = StoredInput(digest, media_type, len(received.stored))
+        diagnosis_id = uuid.uuid4().hex
+        study = received.study_uid or uid(diagnosis_id, "study")
+        record = await self.diagnoses.add(
+            principal.tenant_id, principal.key_id, result, stored, diagnosis_id, study
+        )
         self.usage.record(
             principal.tenant_id,
             principal.key_id,
@@ -186,7 +190,7 @@ class Services:
             images=1,
             frames=len(outcome.diagnosis.frames),
             compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
-            size=len(data),
+            size=len(received.stored),
             outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
         )
         return clinical_view(record)
@@ -202,18 +206,24 @@ class Services:
         return saliency, self.blobs.get(record["input"]["sha256"])
 
     def source_dataset(self, record: dict[str, Any]) -> Dataset:
-        """The DICOM object a diagnosis read (a PNG or JPEG input wrapped as Secondary
-        Capture): the study its SR and heatmap belong to."""
+        """The (de-identified) DICOM object a diagnosis read, or its PNG/JPEG input wrapped
+        as Secondary Capture: the study its SR and heatmap belong to."""
         data = self.blobs.get(record["input"]["sha256"])
         if is_dicom(data):
             return pydicom.dcmread(io.BytesIO(data))
         return input_as_secondary_capture(record, decode_bytes(data)[0])
 
+    def for_owner(self, tenant_id: str, result: Dataset, source: Dataset) -> bytes:
+        """A result object pointed back at the owner's own patient and study (Part 10)."""
+        identity = self.identities.of_study(tenant_id, str(source.StudyInstanceUID))
+        return part10(reidentify(result, identity))
+
     def structured_report(self, principal: Principal, diagnosis_id: str) -> bytes:
         """The diagnosis as a DICOM Comprehensive 3D SR (TID 1500), Part 10 bytes."""
         principal.require(Permission.read_results)
         record = clinical_view(self.diagnoses.get(principal.tenant_id, diagnosis_id))
-        return part10(diagnosis_sr(record, self.source_dataset(record)))
+        source = self.source_dataset(record)
+        return self.for_owner(principal.tenant_id, diagnosis_sr(record, source), source)
 
     def heatmap_dicom(self, principal: Principal, diagnosis_id: str) -> bytes:
         """The heatmap overlay as a Secondary Capture image in the source study."""
@@ -222,7 +232,9 @@ class Services:
         png = heatmap_png(saliency, data)
         with Image.open(io.BytesIO(png)) as image:
             overlay = np.asarray(image.convert("RGB"))
-        return part10(heatmap_secondary_capture(record, overlay, self.source_dataset(record)))
+        source = self.source_dataset(record)
+        image_sc = heatmap_secondary_capture(record, overlay, source)
+        return self.for_owner(principal.tenant_id, image_sc, source)
 
     def feedback(
         self,

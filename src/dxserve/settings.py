@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dxserve.core.intake.deidentify import Options
+
 
 class Settings(BaseSettings):
     """Where dxserve keeps its data, finds its models, and how it serves them."""
@@ -104,6 +106,27 @@ class Settings(BaseSettings):
         "current; keep it outside the data dir. Without a master key dxserve will not start.",
     )
 
+    deid_retain_uids: bool = Field(
+        default=False,
+        description="De-identification (PS3.15 Basic Profile) option Retain UIDs: keep the "
+        "study, series and instance UIDs as sent instead of per-tenant pseudonyms.",
+    )
+    deid_retain_device_identity: bool = Field(
+        default=False,
+        description="De-identification option Retain Device Identity (station name, serial "
+        "numbers…).",
+    )
+    deid_retain_longitudinal_dates: bool = Field(
+        default=True,
+        description="De-identification option Retain Longitudinal Temporal Information with "
+        "Modified Dates: shift every date by one per-patient offset instead of removing it.",
+    )
+    deid_clean_pixel_data: bool = Field(
+        default=True,
+        description="De-identification option Clean Pixel Data: blank ultrasound pixels "
+        "outside the Sequence of Ultrasound Regions (burned-in names and dates).",
+    )
+
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -122,6 +145,15 @@ class Settings(BaseSettings):
     @property
     def master_secret(self) -> str | None:
         return self.master_key.get_secret_value() if self.master_key else None
+
+    @property
+    def deidentification(self) -> Options:
+        return Options(
+            retain_uids=self.deid_retain_uids,
+            retain_device_identity=self.deid_retain_device_identity,
+            retain_longitudinal_modified_dates=self.deid_retain_longitudinal_dates,
+            clean_pixel_data=self.deid_clean_pixel_data,
+        )
 
     @property
     def database(self) -> str:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dxserve.core.intake.decode import decode_path
+from dxserve.phantoms.dicom import HEADER_ROWS
 from dxserve.phantoms.generate import generate
 
 
@@ -58,12 +59,14 @@ def test_dicom_cine_of_a_fake_patient(tmp_path: Path) -> None:
     ):
         assert str(ds.data_element(keyword).value)
     assert ds.BurnedInAnnotation == "YES"
+    # The name is burned into a label band above the imaging region, as scanners do …
     region = ds.SequenceOfUltrasoundRegions[0]
-    assert region.RegionLocationMinX0 < region.RegionLocationMaxX1 <= 127
+    assert (region.RegionLocationMinY0, region.RegionLocationMaxY1) == (HEADER_ROWS, ds.Rows - 1)
+    assert ds.pixel_array[0, :HEADER_ROWS].max() > 200
+    # … which decoding crops away: the model sees the 128 × 128 frames it would as PNG.
     frames = decode_path(path)
     assert frames.shape == (5, 128, 128, 3)
-    # The name is burned into the top-left corner, outside the sector.
-    assert frames[0, :20, :60].max() > 200
+    np.testing.assert_array_equal(frames[..., 0], ds.pixel_array[:, HEADER_ROWS:])
 
 
 def test_cine_needs_dicom(tmp_path: Path) -> None:

@@ -16,12 +16,12 @@ from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from dxserve import __version__
-from dxserve.phantoms.speckle import sector_tables
 
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 US_MULTIFRAME_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.3.1"
 FRAME_TIME_MS = 33.3
 PIXEL_SPACING_CM = 0.06  # a 256-px image covers 15 cm of depth
+HEADER_ROWS = 44  # the label band above the image, where the patient's name is burned in
 
 _GIVEN = ("Maria", "James", "Wei", "Fatima", "Olga", "Kenji", "Amara", "Lucas", "Priya", "Tomás")
 _FAMILY = ("Okafor", "Lindqvist", "Moreau", "Tanaka", "Novak", "García", "Haddad", "Kowalski")
@@ -62,18 +62,21 @@ class FakePatient:
 
 
 def burn_in(frames: np.ndarray, patient: FakePatient) -> np.ndarray:
-    """Frames with the patient's name, ID and study date written in the top-left corner."""
+    """Frames under a header band of :data:`HEADER_ROWS` with the patient's name, ID and study
+    date burned in, as scanners label a screen: ``(T, HEADER_ROWS + H, W)``."""
     text = f"{patient.name.replace('^', ' ')}\n{patient.patient_id}\n{patient.study_date:%d.%m.%Y}"
-    burned = frames.copy()
-    for k, frame in enumerate(burned):
-        image = Image.fromarray(frame)
-        ImageDraw.Draw(image).multiline_text((3, 2), text, fill=230)
-        burned[k] = np.asarray(image)
-    return burned
+    count, _, cols = frames.shape
+    header = Image.new("L", (cols, HEADER_ROWS))
+    ImageDraw.Draw(header).multiline_text((3, 2), text, fill=230)
+    band = np.broadcast_to(np.asarray(header), (count, HEADER_ROWS, cols))
+    return np.concatenate([band, frames], axis=1)
 
 
-def us_dataset(frames: np.ndarray, patient: FakePatient, rng: np.random.Generator) -> Dataset:
-    """A DICOM ultrasound image of ``frames`` ``(T, H, W)`` uint8 for ``patient``."""
+def us_dataset(
+    frames: np.ndarray, patient: FakePatient, rng: np.random.Generator, image_top: int = 0
+) -> Dataset:
+    """A DICOM ultrasound image of ``frames`` ``(T, H, W)`` uint8 for ``patient``, whose
+    imaging region starts at row ``image_top`` (the rows above are a label band)."""
     count, rows, cols = frames.shape
     sop_class = US_MULTIFRAME_IMAGE_STORAGE if count > 1 else US_IMAGE_STORAGE
     seed = [int(x) for x in rng.integers(0, 2**31, size=4)]
@@ -135,32 +138,30 @@ def us_dataset(frames: np.ndarray, patient: FakePatient, rng: np.random.Generato
         ds.FrameTime = FRAME_TIME_MS
         ds.CineRate = round(1000 / FRAME_TIME_MS)
         ds.FrameIncrementPointer = 0x00181063  # Frame Time
-    ds.SequenceOfUltrasoundRegions = Sequence([_sector_region(rows, cols)])
+    ds.SequenceOfUltrasoundRegions = Sequence([_image_region(image_top, rows, cols)])
     ds.PixelData = np.ascontiguousarray(frames).tobytes()
     return ds
 
 
-def _sector_region(rows: int, cols: int) -> Dataset:
-    """The Sequence of Ultrasound Regions item for the sector: its bounding box and scale."""
-    inside = sector_tables(rows)[3]
-    ys, xs = np.nonzero(inside)
+def _image_region(top: int, rows: int, cols: int) -> Dataset:
+    """The Sequence of Ultrasound Regions item of the image area below the label band."""
     region = Dataset()
     region.RegionSpatialFormat = 1  # 2D
     region.RegionDataType = 1  # tissue
     region.RegionFlags = 0
-    region.RegionLocationMinX0 = int(xs.min())
-    region.RegionLocationMinY0 = int(ys.min())
-    region.RegionLocationMaxX1 = int(xs.max())
-    region.RegionLocationMaxY1 = int(ys.max())
+    region.RegionLocationMinX0 = 0
+    region.RegionLocationMinY0 = top
+    region.RegionLocationMaxX1 = cols - 1
+    region.RegionLocationMaxY1 = rows - 1
     region.PhysicalUnitsXDirection = 3  # cm
     region.PhysicalUnitsYDirection = 3
     region.PhysicalDeltaX = PIXEL_SPACING_CM * 256 / cols
-    region.PhysicalDeltaY = PIXEL_SPACING_CM * 256 / rows
+    region.PhysicalDeltaY = PIXEL_SPACING_CM * 256 / (rows - top)
     return region
 
 
 def write_study(path: Path, frames: np.ndarray, rng: np.random.Generator) -> None:
     """Write ``frames`` as a DICOM file at ``path`` for a new fake patient."""
     patient = FakePatient.random(rng)
-    dataset = us_dataset(burn_in(frames, patient), patient, rng)
+    dataset = us_dataset(burn_in(frames, patient), patient, rng, image_top=HEADER_ROWS)
     dataset.save_as(path, enforce_file_format=True)

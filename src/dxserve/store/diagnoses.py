@@ -32,11 +32,17 @@ class Diagnoses:
         self.writer = GroupCommitter(engine, DiagnosisRow.__table__)  # type: ignore[arg-type]
 
     async def add(
-        self, tenant_id: str, key_id: str, result: dict[str, Any], stored: StoredInput
+        self,
+        tenant_id: str,
+        key_id: str,
+        result: dict[str, Any],
+        stored: StoredInput,
+        diagnosis_id: str | None = None,
+        study_uid: str | None = None,
     ) -> dict[str, Any]:
         """Record a diagnosis; returns it with its ``id`` and ``created`` time."""
         created = utcnow()
-        diagnosis_id = uuid.uuid4().hex
+        diagnosis_id = diagnosis_id or uuid.uuid4().hex
         record = {
             "id": diagnosis_id,
             "created": created.isoformat(),
@@ -61,6 +67,7 @@ class Diagnoses:
                 "input_bytes": stored.size,
                 "result": json.dumps(record),
                 "created_at": created,
+                "study_uid": study_uid,
             }
         )
         return record

@@ -53,7 +53,10 @@ class ApiKey(Base):
 
 class DiagnosisRow(Base):
     __tablename__ = "diagnoses"
-    __table_args__ = (Index("ix_diagnoses_tenant_created", "tenant_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_diagnoses_tenant_created", "tenant_id", "created_at", "id"),
+        Index("ix_diagnoses_tenant_study", "tenant_id", "study_uid"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
@@ -67,6 +70,8 @@ class DiagnosisRow(Base):
     input_bytes: Mapped[int] = mapped_column(Integer)
     result: Mapped[str] = mapped_column(Text)  # the diagnosis JSON as returned
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # The (pseudonymous) study its input belongs to, where its SR and heatmap are filed.
+    study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class FeedbackRow(Base):
@@ -151,3 +156,27 @@ class RateBucket(Base):
     key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     tokens: Mapped[float] = mapped_column(Float)
     updated: Mapped[float] = mapped_column(Float)  # epoch seconds
+
+
+class PseudonymKey(Base):
+    """A tenant's secret for its pseudonyms (sealed under the master key ring)."""
+
+    __tablename__ = "pseudonym_keys"
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class IdentityRow(Base):
+    """What de-identifying one instance took away (original identifiers), sealed; keyed by
+    the pseudonymous UIDs only."""
+
+    __tablename__ = "identities"
+    __table_args__ = (Index("ix_identities_tenant_study", "tenant_id", "study_uid"),)
+
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64))
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

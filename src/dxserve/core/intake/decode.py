@@ -2,10 +2,12 @@
 
 One decoder for training, evaluation and serving, so a model sees the same pixels everywhere.
 DICOM pixel data is decoded by pydicom (with pylibjpeg's codecs); colour spaces are converted to
-RGB, palettes applied, and more-than-8-bit greyscale windowed to 8 bits.
+RGB, palettes applied, more-than-8-bit greyscale windowed to 8 bits, and ultrasound cropped to
+its imaging region.
 """
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,13 @@ MAX_DECODED_BYTES = 1 << 30  # all frames of one DICOM object
 IMAGE_FORMATS = ("PNG", "JPEG")  # no TIFF, GIF, BMP…: fewer parsers exposed to the network
 
 DICOM_MAGIC_OFFSET = 128
+REGION_BOUNDS = (
+    "RegionLocationMinX0",
+    "RegionLocationMinY0",
+    "RegionLocationMaxX1",
+    "RegionLocationMaxY1",
+)
+IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG
 
 
 def is_dicom(data: bytes) -> bool:
@@ -31,15 +40,21 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def dicom_modality(data: bytes) -> str | None:
-    """The Modality of a DICOM Part 10 file (its header only), None for anything else."""
-    if not is_dicom(data):
+def read_dicom(data: bytes) -> Dataset | None:
+    """The DICOM dataset in ``data``: a Part 10 file, or a bare dataset with pixel data.
+    None when ``data`` is not DICOM (a PNG or JPEG, say)."""
+    if is_dicom(data):
+        try:
+            return pydicom.dcmread(io.BytesIO(data))
+        except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, UserWarning) as exc:
+            raise InvalidInput(f"cannot read the DICOM file: {type(exc).__name__}") from None
+    if data.startswith(IMAGE_MAGIC):
         return None
-    try:
-        header = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    try:  # DICOM without the Part 10 header
+        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, UserWarning):
-        return None  # decoding will say what is wrong
-    return str(header.get("Modality", "")) or None
+        return None
+    return dataset if "PixelData" in dataset else None
 
 
 def decode_path(path: Path) -> np.ndarray:
@@ -49,12 +64,9 @@ def decode_path(path: Path) -> np.ndarray:
 
 def decode_bytes(data: bytes) -> np.ndarray:
     """Decode PNG/JPEG/DICOM bytes into ``(T, H, W, 3)`` uint8 RGB frames."""
-    if is_dicom(data):
-        try:
-            part10 = pydicom.dcmread(io.BytesIO(data))
-        except (InvalidDicomError, ValueError, EOFError, KeyError, TypeError, UserWarning) as exc:
-            raise InvalidInput(f"cannot read the DICOM file: {type(exc).__name__}") from None
-        return decode_dicom(part10)
+    dataset = read_dicom(data)
+    if dataset is not None:
+        return decode_dicom(dataset)
     try:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             width, height = image.size
@@ -64,23 +76,37 @@ def decode_bytes(data: bytes) -> np.ndarray:
     except Image.DecompressionBombError:
         raise _too_large("over 180 million pixels", MAX_IMAGE_PIXELS, "pixels") from None
     except UnidentifiedImageError:
-        pass
-    try:  # DICOM without the Part 10 header (raw dataset)
-        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-    except (InvalidDicomError, ValueError, EOFError):
-        dataset = None
-    if dataset is not None and "PixelData" in dataset:
-        return decode_dicom(dataset)
-    raise UnsupportedMedia("not a PNG, JPEG or DICOM image")
+        raise UnsupportedMedia("not a PNG, JPEG or DICOM image") from None
 
 
 def decode_dicom(dataset: Dataset) -> np.ndarray:
-    """Pixel data of a DICOM dataset as ``(T, H, W, 3)`` uint8 RGB frames."""
-    if "PixelData" not in dataset:
-        raise UnsupportedMedia("DICOM object has no pixel data")
-    _check_declared_size(dataset)
+    """Pixel data of a DICOM dataset as ``(T, H, W, 3)`` uint8 RGB frames; an ultrasound
+    image is cropped to its largest 2D region (what is outside is labels and strips)."""
+    check_decodable(dataset)
+    pixels = pixel_array(dataset)
+    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
+    if photometric == "PALETTE COLOR":
+        pixels = apply_color_lut(pixels, dataset)
+    if frames == 1:
+        pixels = pixels[None]
+    region = imaging_region(dataset)
+    if region is not None:
+        x0, y0, x1, y1 = region
+        pixels = pixels[:, y0 : y1 + 1, x0 : x1 + 1]
+    if pixels.ndim == 3:  # greyscale (T, H, W)
+        pixels = _grey_to_uint8(pixels, dataset, invert=photometric == "MONOCHROME1")
+        return np.repeat(pixels[..., None], 3, axis=-1)
+    if pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise UnsupportedMedia(f"unexpected DICOM pixel array shape {pixels.shape}")
+    return _to_uint8(pixels, int(dataset.get("BitsStored", 8)))
+
+
+def pixel_array(dataset: Dataset) -> np.ndarray:
+    """``dataset.pixel_array`` (YBR converted to RGB), any codec's failure an
+    :class:`UnsupportedMedia`."""
     try:
-        pixels = dataset.pixel_array  # pydicom 3 converts YBR_* to RGB by default
+        return dataset.pixel_array
     except (
         NotImplementedError,
         RuntimeError,
@@ -93,22 +119,57 @@ def decode_dicom(dataset: Dataset) -> np.ndarray:
         # AttributeError: pydicom's word for a required element (e.g. Transfer Syntax UID,
         # Bits Allocated) that is missing; the message names the element, never a value.
         raise UnsupportedMedia(f"cannot decode DICOM pixel data: {exc}") from None
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
-    photometric = str(dataset.get("PhotometricInterpretation", "MONOCHROME2"))
-    if photometric == "PALETTE COLOR":
-        pixels = apply_color_lut(pixels, dataset)
-    if frames == 1:
-        pixels = pixels[None]
-    if pixels.ndim == 3:  # greyscale (T, H, W)
-        pixels = _grey_to_uint8(pixels, dataset, invert=photometric == "MONOCHROME1")
-        return np.repeat(pixels[..., None], 3, axis=-1)
-    if pixels.ndim != 4 or pixels.shape[-1] != 3:
-        raise UnsupportedMedia(f"unexpected DICOM pixel array shape {pixels.shape}")
-    return _to_uint8(pixels, int(dataset.get("BitsStored", 8)))
 
 
-def _check_declared_size(dataset: Dataset) -> None:
-    """:class:`ImageTooLarge` when the declared dimensions would decode to too many bytes."""
+@dataclass(frozen=True)
+class Region:
+    """One item of the Sequence of Ultrasound Regions: its box (inclusive bounds) and
+    whether it is a 2D image (not a Doppler or M-mode strip, a graph, …)."""
+
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1
+    is_2d: bool
+
+    @property
+    def area(self) -> int:
+        x0, y0, x1, y1 = self.box
+        return (x1 - x0 + 1) * (y1 - y0 + 1)
+
+
+def ultrasound_regions(dataset: Dataset) -> list[Region]:
+    """The ultrasound regions of ``dataset``, clipped to the image; none at all when any of
+    them does not fit the image (metadata kept from before a resize): then none is trusted."""
+    items = dataset.get("SequenceOfUltrasoundRegions") or []
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+    except (AttributeError, TypeError, ValueError):
+        return []
+    regions = []
+    for item in items:
+        try:
+            x0, y0, x1, y1 = (int(item[keyword].value) for keyword in REGION_BOUNDS)
+            spatial_format = int(item.get("RegionSpatialFormat", 0) or 0)
+        except (KeyError, TypeError, ValueError):
+            return []
+        clipped = (max(x0, 0), max(y0, 0), min(x1, columns - 1), min(y1, rows - 1))
+        region = Region(clipped, spatial_format == 1)
+        declared = (x1 - x0 + 1) * (y1 - y0 + 1)
+        if clipped[0] > clipped[2] or clipped[1] > clipped[3] or region.area < 0.9 * declared:
+            return []
+        regions.append(region)
+    return regions
+
+
+def imaging_region(dataset: Dataset) -> tuple[int, int, int, int] | None:
+    """The box of the largest 2D ultrasound region, where the regions can be trusted."""
+    images = [region for region in ultrasound_regions(dataset) if region.is_2d]
+    return max(images, key=lambda region: region.area).box if images else None
+
+
+def check_decodable(dataset: Dataset) -> None:
+    """:class:`UnsupportedMedia` without pixel data; :class:`ImageTooLarge` when the declared
+    dimensions would decode to too many bytes (checked before anything is decoded)."""
+    if "PixelData" not in dataset:
+        raise UnsupportedMedia("DICOM object has no pixel data")
     try:
         rows, columns = int(dataset.get("Rows", 0) or 0), int(dataset.get("Columns", 0) or 0)
         frames = int(dataset.get("NumberOfFrames", 1) or 1)
