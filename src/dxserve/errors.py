@@ -82,3 +82,9 @@ class QuotaExceeded(Throttled):
     """The tenant used its plan's monthly quota."""
 
     code = "monthly_quota_exceeded"
+
+
+class NotAcceptable(DxError):
+    """The client accepts no representation this server returns."""
+
+    code = "not_acceptable"

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
         "current; keep it outside the data dir. Without a master key dxserve will not start.",
     )
 
+    dicomweb_models: dict[str, str] = Field(
+        default_factory=dict,
+        description='Model STOW-RS runs for each modality, as JSON (e.g. {"US": "echo-cnn"}); '
+        "a modality not named gets DEFAULT_MODEL.",
+    )
+    dicomweb_explain: bool = Field(
+        default=True,
+        description="STOW-RS diagnoses with a saliency map, so a heatmap Secondary Capture "
+        "is filed beside each SR.",
+    )
     deid_retain_uids: bool = Field(
         default=False,
         description="De-identification (PS3.15 Basic Profile) option Retain UIDs: keep the "

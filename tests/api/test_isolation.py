@@ -8,6 +8,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from dxserve.core.results.dicom_sr import uid
 from dxserve.core.security.principal import Role
 from tests.api.conftest import auth
 from tests.api.test_v1 import png, post_png
@@ -58,7 +59,12 @@ def test_no_route_lets_another_tenant_read_or_change_data(
         "month": dt.datetime.now(dt.UTC).strftime("%Y-%m"),
         "name": "echo-cnn",
         "version": "1",
+        "study": uid(made["id"], "study"),  # A's results, as DICOMweb files them
+        "series": uid(made["id"], "sr-series"),
+        "sop": uid(made["id"], "sr"),
     }
+    own = client.get(f"/dicomweb/studies/{values['study']}", headers=auth(keys["admin"]))
+    assert own.status_code == 200  # A retrieves its results: B's 404s below are isolation
     schema = client.get("/openapi.json").json()
     walked: list[tuple[str, str, str, int]] = []
     for template, operations in schema["paths"].items():
@@ -86,6 +92,11 @@ def test_no_route_lets_another_tenant_read_or_change_data(
                 text = response.text
                 leaked = [m for m in secret_markers if m in text]
                 assert not leaked, (method, template, role.value, leaked)
+                retrieval = "{study}" in template and not template.endswith(
+                    ("/series", "instances")
+                )
+                if method == "get" and retrieval:  # WADO-RS of A's results
+                    assert response.status_code == 404, (template, role.value, response.text)
                 if "{diagnosis_id}" in template or "{key_id}" in template:
                     assert response.status_code in (403, 404), (
                         method,

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dxserve import __version__
 from dxserve.api.errors import install_error_handlers
 from dxserve.api.middleware import RequestContext
-from dxserve.api.routes import admin, v1, v2
+from dxserve.api.routes import admin, dicomweb, v1, v2
 from dxserve.services import Services
 
 log = logging.getLogger("dxserve.api")
@@ -45,6 +45,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.include_router(v1.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
+    app.include_router(dicomweb.router)
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

@@ -19,6 +19,7 @@ from dxserve.errors import (
     MissingDependency,
     ModelIntegrityError,
     ModelNotFound,
+    NotAcceptable,
     PayloadTooLarge,
     Throttled,
     UnsupportedMedia,
@@ -42,6 +43,7 @@ STATUS: dict[type[DxError], int] = {
     ModelIntegrityError: 503,
     MissingDependency: 503,
     Throttled: 429,
+    NotAcceptable: 406,
 }
 
 TITLES = {
@@ -50,6 +52,7 @@ TITLES = {
     403: "Forbidden",
     404: "Not found",
     405: "Method not allowed",
+    406: "Not acceptable",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable request",

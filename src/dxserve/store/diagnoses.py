@@ -10,7 +10,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from dxserve.errors import InvalidInput
@@ -103,6 +103,33 @@ class Diagnoses:
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
         return [json.loads(r.result) for r in rows], next_cursor
+
+    def studies(self, tenant_id: str, limit: int, offset: int) -> list[str]:
+        """The studies the tenant's diagnoses belong to, most recently diagnosed first."""
+        latest = func.max(DiagnosisRow.created_at)
+        query = (
+            select(DiagnosisRow.study_uid)
+            .where(DiagnosisRow.tenant_id == tenant_id, DiagnosisRow.study_uid.is_not(None))
+            .group_by(DiagnosisRow.study_uid)
+            .order_by(latest.desc(), DiagnosisRow.study_uid)
+            .limit(limit)
+            .offset(offset)
+        )
+        with Session(self.engine) as session:
+            return [uid for uid in session.scalars(query) if uid]
+
+    def in_study(self, tenant_id: str, study_uids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The tenant's diagnoses of each study in ``study_uids`` (oldest first)."""
+        query = (
+            select(DiagnosisRow.study_uid, DiagnosisRow.result)
+            .where(DiagnosisRow.tenant_id == tenant_id, DiagnosisRow.study_uid.in_(study_uids))
+            .order_by(DiagnosisRow.created_at, DiagnosisRow.id)
+        )
+        found: dict[str, list[dict[str, Any]]] = {}
+        with Session(self.engine) as session:
+            for study_uid, result in session.execute(query):
+                found.setdefault(str(study_uid), []).append(json.loads(result))
+        return found
 
     def close(self) -> None:
         self.writer.close()

@@ -8,12 +8,14 @@ study, which the SR then references.
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
+from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 MANUFACTURER = "dxserve"
 PATIENT_AND_STUDY = (
@@ -34,6 +36,48 @@ def uid(diagnosis_id: str, what: str) -> str:
     """A stable DICOM UID for ``what`` of one diagnosis: the 2.25 form of a name-based UUID
     (PS3.5 B.2)."""
     return f"2.25.{uuid.uuid5(NAMESPACE, f'{diagnosis_id}/{what}').int}"
+
+
+@dataclass(frozen=True)
+class ResultObject:
+    """One DICOM object dxserve makes of a diagnosis, described without building it."""
+
+    kind: str  # "sr" | "heatmap"
+    sop_class_uid: str
+    series_uid: str
+    series_number: int
+    sop_uid: str
+    modality: str
+    description: str
+
+
+def result_objects(record: dict[str, Any]) -> list[ResultObject]:
+    """The SR of a diagnosis and, when it was explained, its heatmap."""
+    did = record["id"]
+    objects = [
+        ResultObject(
+            "sr",
+            Comprehensive3DSRStorage,
+            uid(did, "sr-series"),
+            901,
+            uid(did, "sr"),
+            "SR",
+            f"dxserve {record['model']} {record['version']}: not for clinical use",
+        )
+    ]
+    if record.get("explanation"):
+        objects.append(
+            ResultObject(
+                "heatmap",
+                SecondaryCaptureImageStorage,
+                uid(did, "heatmap-series"),
+                902,
+                uid(did, "heatmap"),
+                "OT",
+                f"dxserve saliency ({record['explanation']['method']}): not for clinical use",
+            )
+        )
+    return objects
 
 
 def input_as_secondary_capture(record: dict[str, Any], frame: np.ndarray) -> Dataset:
@@ -100,18 +144,19 @@ def diagnosis_sr(record: dict[str, Any], source: Dataset) -> hd.sr.Comprehensive
         procedure_reported=codes.SCT.Echocardiography,
         imaging_measurements=[group],
     )
+    described = result_objects(record)[0]
     sr = hd.sr.Comprehensive3DSR(
         evidence=[_evidence(source)],
         content=report,
-        series_instance_uid=uid(did, "sr-series"),
-        series_number=901,
-        sop_instance_uid=uid(did, "sr"),
+        series_instance_uid=described.series_uid,
+        series_number=described.series_number,
+        sop_instance_uid=described.sop_uid,
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
         is_final=False,  # preliminary: a model's finding, not a verified report
     )
-    sr.SeriesDescription = f"dxserve {record['model']} {record['version']}: not for clinical use"
+    sr.SeriesDescription = described.description
     return sr
 
 
@@ -119,15 +164,18 @@ def heatmap_secondary_capture(
     record: dict[str, Any], overlay: np.ndarray, source: Dataset
 ) -> hd.sc.SCImage:
     """The rendered heatmap overlay (RGB) as a Secondary Capture image in the source study."""
-    did = record["id"]
+    described = result_objects(record)[1]
     image = _rgb_capture(
-        overlay, source.StudyInstanceUID, uid(did, "heatmap-series"), 902, uid(did, "heatmap")
+        overlay,
+        source.StudyInstanceUID,
+        described.series_uid,
+        described.series_number,
+        described.sop_uid,
     )
     for keyword in PATIENT_AND_STUDY:  # as the source has them, unvalidated: not ours to fix
         if keyword in source:
             image[keyword] = source[keyword]
-    method = record["explanation"]["method"]
-    image.SeriesDescription = f"dxserve saliency ({method}): not for clinical use"
+    image.SeriesDescription = described.description
     image.BurnedInAnnotation = "YES"  # the colour bar's and title's text
     return image
 
