@@ -15,6 +15,7 @@ from dxserve import __version__
 from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app, usage
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
+from dxserve.dicomweb_cli import dicomweb_app
 from dxserve.errors import DxError, MissingDependency
 from dxserve.progress import bar
 from dxserve.settings import Settings
@@ -31,6 +32,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(audit_app, name="audit")
+app.add_typer(dicomweb_app, name="dicomweb")
 app.command("alias")(set_alias)
 app.command("usage")(usage)
 console = Console(stderr=True)
