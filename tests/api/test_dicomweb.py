@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -124,6 +125,13 @@ def test_stow_qido_wado_round_trip(server: tuple[str, str], data_dir: Path) -> N
     assert one.SOPInstanceUID == sr.SOPInstanceUID
     metadata = web.retrieve_instance_metadata(uid, sr.SeriesInstanceUID, sr.SOPInstanceUID)
     assert Dataset.from_json(metadata).StudyInstanceUID == uid
+
+    # Nothing at rest names the patient or the study as sent (the audit trail of these
+    # requests included, committed within ~100 ms of each response).
+    time.sleep(1.0)
+    at_rest = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    for original in (uid, study[0].PatientID, str(study[0].PatientName), study[0].SOPInstanceUID):
+        assert original.encode() not in at_rest, original
 
     # Another tenant finds none of it, and cannot fetch it by its UIDs.
     stranger = client(url, other_tenant_key(data_dir))

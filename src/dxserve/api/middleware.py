@@ -32,6 +32,9 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served o
 
 
 # Not audited: health, protocol metadata, metrics and docs — no patient data, no account.
+# Path parameters that are a caller's own identifiers (DICOM UIDs): never recorded as sent; a
+# route records them as their pseudonyms in ``request.state.audit_resource``.
+IDENTIFIERS = {"study", "series", "sop"}
 UNAUDITED = {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"}
 Audit = Callable[[dict[str, Any]], None]
 
@@ -127,8 +130,9 @@ class RequestContext:
         route = getattr(scope.get("route"), "path", None) or path
         state: dict[str, Any] = scope.get("state", {})
         params = scope.get("path_params") or {}
-        resource = location.rsplit("/", 1)[-1] if location else None
-        resource = resource or ",".join(f"{k}={v}" for k, v in params.items()) or None
+        resource = location.rsplit("/", 1)[-1] if location else state.get("audit_resource")
+        named = {k: v for k, v in params.items() if k not in IDENTIFIERS}
+        resource = resource or ",".join(f"{k}={v}" for k, v in named.items()) or None
         client = scope.get("client")
         event = audit_event(
             f"{scope['method']} {route}",

@@ -28,6 +28,14 @@ STOW_BODY = {
 }
 
 
+def audit_as_pseudonym(
+    request: Request, principal: Principal, services: Services, study: str
+) -> None:
+    """The audit trail records the study by its pseudonym, never by the caller's UID."""
+    pseudonym = services.identities.pseudonyms(principal.tenant_id).uid(study)
+    request.state.audit_resource = f"study={pseudonym}"
+
+
 def base_url(request: Request) -> str:
     return f"{str(request.base_url).rstrip('/')}/dicomweb"
 
@@ -79,6 +87,7 @@ async def store_study_instances(
     study: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """STOW-RS into one study: instances of another study fail (0xA900)."""
+    audit_as_pseudonym(request, principal, services, study)
     return await _store(request, principal, services, study)
 
 
@@ -97,6 +106,7 @@ async def search_series(
     study: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """QIDO-RS: the result series (SR, heatmap) of a study."""
+    audit_as_pseudonym(request, principal, services, study)
     query, base = dict(request.query_params), base_url(request)
     web = DicomWeb(services)
     return dicom_json(await asyncio.to_thread(web.search_series, principal, study, query, base))
@@ -112,6 +122,7 @@ async def search_instances(
     series: str | None = None,
 ) -> Response:
     """QIDO-RS: the result instances of a study (or of one of its series)."""
+    audit_as_pseudonym(request, principal, services, study)
     query, base = dict(request.query_params), base_url(request)
     if series is not None:
         query["SeriesInstanceUID"] = series
@@ -131,6 +142,7 @@ async def retrieve(
     sop: str | None = None,
 ) -> Response:
     """WADO-RS: the result objects, re-identified for the owner."""
+    audit_as_pseudonym(request, principal, services, study)
     check_accept(request.headers.get("accept"))
     web = DicomWeb(services)
     return multipart(await asyncio.to_thread(web.retrieve, principal, study, series, sop))
@@ -141,11 +153,13 @@ async def retrieve(
 @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", response_class=Response)
 async def retrieve_metadata(
     study: str,
+    request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
     series: str | None = None,
     sop: str | None = None,
 ) -> Response:
     """WADO-RS metadata: the result objects' attributes, without bulk data."""
+    audit_as_pseudonym(request, principal, services, study)
     web = DicomWeb(services)
     return dicom_json(await asyncio.to_thread(web.metadata, principal, study, series, sop))

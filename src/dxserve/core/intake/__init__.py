@@ -1,1 +1,11 @@
-"""Intake: turning what a user sends (files, bytes) into frames a model can read."""
+"""Intake: turning what a user sends (files, bytes) into frames a model can read.
+
+pydicom reads and writes values as sent, without validating them: its validation warnings quote
+the offending value, which may be a patient's name or ID, and an invalid value in an attribute
+the de-identification keeps is the sender's business, not a reason to refuse a study.
+"""
+
+from pydicom import config
+
+config.settings.reading_validation_mode = config.IGNORE
+config.settings.writing_validation_mode = config.IGNORE
