@@ -43,9 +43,6 @@ from dxserve.store.ratelimit import RateLimiter
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
 
-# Frames of a cine the model sees (evenly spaced); the study result aggregates them.
-MAX_FRAMES = 32
-
 
 class Tensor(Protocol):
     """A named input tensor, as any front end decodes it."""
@@ -163,7 +160,8 @@ class Services:
             ref.name,
         )
         try:
-            outcome = await diagnose(selection, received.frames, MAX_FRAMES, explain)
+            max_frames = self.settings.max_frames or None
+            outcome = await diagnose(selection, received.frames, max_frames, explain)
         except Exception:
             self.metrics.request(ref, ok=False)
             raise

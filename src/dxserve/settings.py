@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads per model session (0: the cores shared out "
         "among the instances).",
     )
+    max_frames: int = Field(
+        default=32,
+        ge=0,
+        description="Frames of a cine the model reads, evenly spaced (0: every frame); the "
+        "study's result aggregates them (mean probability of the frames the guard accepts).",
+    )
     max_body_mb: float = Field(default=64.0, description="Largest request body accepted.")
     request_timeout_s: float = Field(
         default=120.0,

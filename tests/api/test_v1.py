@@ -9,7 +9,10 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from dxserve.api.app import create_app
 from dxserve.phantoms.generate import generate
+from dxserve.server import build_services
+from dxserve.settings import Settings
 from tests.api.conftest import auth
 
 PROBLEM = "application/problem+json"
@@ -73,7 +76,7 @@ def test_diagnose_multipart_dicom_cine(
     body = response.json()
     assert [f["index"] for f in body["frames"]] == [0, 1, 2, 3]
     # The study aggregates the frames the out-of-distribution guard accepted (this tiny test
-    # model refuses some annotated DICOM frames; more than half refused: not assessed).
+    # model may refuse some; more than half refused: not assessed).
     accepted = [f["probability"] for f in body["frames"] if f["out_of_distribution"] is None]
     if 2 * len(accepted) >= 4:
         assert body["assessed"] and body["probability"] == pytest.approx(np.mean(accepted))
@@ -92,14 +95,26 @@ def test_diagnose_jpeg_and_pydicom_ultrasound(client: TestClient, keys: dict[str
         headers={**auth(keys["clinician"]), "Content-Type": "image/jpeg"},
     )
     assert response.status_code == 201, response.text
+    assert len(post_echo_cine(client, keys["clinician"])["frames"]) == 30
+
+
+def post_echo_cine(client: TestClient, token: str) -> dict:  # type: ignore[type-arg]
+    """Diagnose pydicom's 30-frame YBR JPEG echo cine."""
     us = Path(get_testdata_file("examples_ybr_color.dcm", download=False)).read_bytes()
     response = client.post(
-        "/v1/diagnoses",
-        content=us,
-        headers={**auth(keys["clinician"]), "Content-Type": "application/dicom"},
+        "/v1/diagnoses", content=us, headers={**auth(token), "Content-Type": "application/dicom"}
     )
     assert response.status_code == 201, response.text
-    assert len(response.json()["frames"]) == 30
+    return response.json()  # type: ignore[no-any-return]
+
+
+def test_a_long_cine_is_sampled(settings: Settings, keys: dict[str, str]) -> None:
+    """DXSERVE_MAX_FRAMES evenly spaced frames of a 30-frame cine are read (0: every one)."""
+    for max_frames, expected in ((8, [0, 4, 8, 12, 17, 21, 25, 29]), (0, list(range(30)))):
+        sampled = settings.model_copy(update={"max_frames": max_frames})
+        with TestClient(create_app(build_services(sampled))) as sampling:
+            made = post_echo_cine(sampling, keys["clinician"])
+        assert [f["index"] for f in made["frames"]] == expected
 
 
 def test_authentication_is_required(client: TestClient, phantom_dir: Path) -> None:
