@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
 
-from dxserve.core.intake.decode import decode_bytes, decode_path
+from dxserve.core.intake.decode import decode_bytes, decode_dicom, decode_path
 from dxserve.errors import InvalidInput, UnsupportedMedia
 
 
@@ -90,3 +91,14 @@ def test_truncated_png_is_a_clear_error() -> None:
 def test_dicom_without_pixels() -> None:
     with pytest.raises(UnsupportedMedia, match="no pixel data"):
         decode_path(bundled("rtplan.dcm"))
+
+
+def test_monochrome1_is_inverted() -> None:
+    """MONOCHROME1 (0 is white, as some CR/DX write it) becomes the usual dark-is-low RGB."""
+    ramp = np.tile(np.arange(0, 4096, 64, dtype=np.uint16), (8, 1))  # 12 bits stored
+    dataset = Dataset()
+    dataset.file_meta = FileMetaDataset()
+    dataset.set_pixel_data(ramp, "MONOCHROME1", 12)
+    frames = decode_dicom(dataset)
+    assert frames.shape == (1, 8, 64, 3)
+    assert frames[0, 0, 0, 0] == 255 and frames[0, 0, -1, 0] == 0  # lowest value is brightest

@@ -119,6 +119,7 @@ def _load_table() -> tuple[dict[BaseTag, str], list[tuple[int, int, int, int, st
 
 
 TABLE, MASKED = _load_table()
+DEVICE_TAGS = {tag_for_keyword(keyword) for keyword in DEVICE_IDENTITY} - {None}
 
 
 @dataclass(frozen=True)
@@ -198,7 +199,6 @@ class _Run:
         self.options = options
         self.shift = shift
         self.uids: dict[str, str] = {}
-        self.device = {tag_for_keyword(k) for k in DEVICE_IDENTITY} - {None}
 
     def clean(self, dataset: Dataset) -> None:
         for element in list(dataset):
@@ -227,7 +227,7 @@ class _Run:
             return None
         if self.options.retain_uids and action == "U":
             return None
-        if self.options.retain_device_identity and tag in self.device:
+        if self.options.retain_device_identity and tag in DEVICE_TAGS:
             return None
         if self.options.retain_longitudinal_modified_dates and action != "X":
             if element.VR in ("DA", "DT"):
