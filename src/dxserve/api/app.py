@@ -38,6 +38,10 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
         version=__version__,
         summary="Medical AI models as a service. Demo models are not for clinical use.",
         lifespan=lifespan,
+        # dxserve observes itself with Prometheus and JSON logs; FastAPI's native OpenTelemetry
+        # would look up the global tracer provider on every request (4 % of the event loop's
+        # time on the OIP path, benchmarks/serve.py under py-spy).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.state.ready = False
