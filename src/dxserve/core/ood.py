@@ -86,12 +86,19 @@ class OodGuard:
         """Squared Mahalanobis distance of each row to its nearest class mean."""
         f = np.asarray(features, dtype=np.float64).reshape(len(features), -1)
         diff = f[:, None, :] - self.means[None, :, :]  # (N, C, F)
-        d2 = np.einsum("ncf,fg,ncg->nc", diff, self.precision, diff)
+        d2 = ((diff @ self.precision) * diff).sum(axis=-1)  # a BLAS product, not einsum's loop
         return np.asarray(d2.min(axis=1))
 
     def problems(self, x: np.ndarray, outputs: dict[str, np.ndarray]) -> list[str | None]:
         """For each frame, why it is out of distribution (or None)."""
-        reasons = self.bounds.problems(x)
+        return self.feature_problems(self.bounds.problems(x), outputs)
+
+    def feature_problems(
+        self, image_problems: list[str | None], outputs: dict[str, np.ndarray]
+    ) -> list[str | None]:
+        """``image_problems`` (of :meth:`ImageBounds.problems`) with the frames whose features
+        lie too far from the training images' added."""
+        reasons = list(image_problems)
         if self.output in outputs:
             for i, d2 in enumerate(self.distances(outputs[self.output])):
                 if reasons[i] is None and d2 > self.threshold:

@@ -16,6 +16,7 @@ from dxserve.core.intake.frames import frame_indices
 from dxserve.core.ood import NOT_ASSESSED
 from dxserve.core.results.finding import Diagnosis, FrameResult, ShadowResult
 from dxserve.core.runtime.batcher import Outputs
+from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import LoadedModel, Selection
 
 
@@ -25,6 +26,13 @@ class Outcome:
 
     diagnosis: Diagnosis
     saliency: SaliencyMap | None = None
+
+
+def _prepare(manifest: Manifest, frames: np.ndarray) -> tuple[np.ndarray, list[str | None]]:
+    """The model's input and the guard's image checks of each frame, off the event loop."""
+    x = manifest.recipe.apply(frames)
+    guard = manifest.guard
+    return x, guard.bounds.problems(x) if guard else [None] * len(x)
 
 
 async def diagnose(
@@ -39,7 +47,8 @@ async def diagnose(
     chosen = frames[indices]
     primary = selection.primary
     manifest = primary.manifest
-    x = await asyncio.to_thread(manifest.recipe.apply, chosen)
+    guard = manifest.guard
+    x, image_problems = await asyncio.to_thread(_prepare, manifest, chosen)
     preprocessed = time.perf_counter()
     runs = [primary.batcher.infer(x)]
     if selection.shadow is not None:
@@ -50,8 +59,7 @@ async def diagnose(
     results = await asyncio.gather(*runs)
     outputs, queued, compute = results[0]
     probabilities = manifest.probabilities(outputs)
-    guard = manifest.guard
-    reasons: list[str | None] = guard.problems(x, outputs) if guard else [None] * len(x)
+    reasons = guard.feature_problems(image_problems, outputs) if guard else image_problems
     accepted = [i for i, reason in enumerate(reasons) if reason is None]
     assessed = 2 * len(accepted) >= len(x)
     probability = float(probabilities[accepted].mean()) if assessed else None
