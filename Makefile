@@ -50,6 +50,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/deidentification.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
