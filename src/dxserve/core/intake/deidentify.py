@@ -74,7 +74,8 @@ DEVICE_IDENTITY = (
     "UDISequence",
 )
 
-# What the owner gets back in its results (kept encrypted, never stored in clear).
+# The patient and study attributes a result object carries over from its source; what the
+# owner gets back in its results (kept encrypted, never stored in clear).
 PATIENT_AND_STUDY = (
     "PatientName",
     "PatientID",

@@ -17,18 +17,9 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
+from dxserve.core.intake.deidentify import PATIENT_AND_STUDY
+
 MANUFACTURER = "dxserve"
-PATIENT_AND_STUDY = (
-    "PatientName",
-    "PatientID",
-    "PatientBirthDate",
-    "PatientSex",
-    "AccessionNumber",
-    "StudyID",
-    "StudyDate",
-    "StudyTime",
-    "ReferringPhysicianName",
-)
 NAMESPACE = uuid.UUID("0f3e7d52-4b0c-4a8e-9f61-6a3c2d1b7e90")
 
 
