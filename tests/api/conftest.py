@@ -44,3 +44,17 @@ def keys(client: TestClient) -> dict[str, str]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture(scope="module")
+def live_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data dir of this module's `dxserve serve` process (:func:`live_server`)."""
+    return tmp_path_factory.mktemp("live")
+
+
+@pytest.fixture(scope="module")
+def live_server(live_data_dir: Path, trained_repo: Path) -> Iterator[tuple[str, str]]:
+    """``dxserve serve`` in its own process on a free loopback port: address and dev key."""
+    from tests.api.test_tritonclient import run_server
+
+    yield from run_server(live_data_dir, trained_repo)

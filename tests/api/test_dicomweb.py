@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import highdicom as hd
@@ -21,7 +20,6 @@ from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from dxserve.phantoms.dicom import HEADER_ROWS, FakePatient, burn_in, us_dataset
 from dxserve.phantoms.study import make_study
-from tests.api.test_tritonclient import run_server
 
 dicomweb_client = pytest.importorskip("dicomweb_client", reason="tests need the dev extra")
 
@@ -40,16 +38,6 @@ def echo_study(seed: int, instances: int) -> list[Dataset]:
             dataset.InstanceNumber = index + 1
         study.append(dataset)
     return study
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("dicomweb")
-
-
-@pytest.fixture(scope="module")
-def server(data_dir: Path, trained_repo: Path) -> Iterator[tuple[str, str]]:
-    yield from run_server(data_dir, trained_repo)
 
 
 def client(url: str, token: str) -> "dicomweb_client.DICOMwebClient":
@@ -73,8 +61,8 @@ def other_tenant_key(data_dir: Path) -> str:
     return made.stdout.strip().splitlines()[-1]
 
 
-def test_stow_qido_wado_round_trip(server: tuple[str, str], data_dir: Path) -> None:
-    url, token = server
+def test_stow_qido_wado_round_trip(live_server: tuple[str, str], live_data_dir: Path) -> None:
+    url, token = live_server
     web = client(url, token)
     study = echo_study(seed=21, instances=2)
     ecg = pydicom.dcmread(get_testdata_file("waveform_ecg.dcm", download=False))
@@ -129,12 +117,12 @@ def test_stow_qido_wado_round_trip(server: tuple[str, str], data_dir: Path) -> N
     # Nothing at rest names the patient or the study as sent (the audit trail of these
     # requests included, committed within ~100 ms of each response).
     time.sleep(1.0)
-    at_rest = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    at_rest = b"".join(p.read_bytes() for p in live_data_dir.rglob("*") if p.is_file())
     for original in (uid, study[0].PatientID, str(study[0].PatientName), study[0].SOPInstanceUID):
         assert original.encode() not in at_rest, original
 
     # Another tenant finds none of it, and cannot fetch it by its UIDs.
-    stranger = client(url, other_tenant_key(data_dir))
+    stranger = client(url, other_tenant_key(live_data_dir))
     assert stranger.search_for_studies() == []
     assert stranger.search_for_series(uid) == []
     with pytest.raises(requests.HTTPError) as refused:
@@ -142,8 +130,8 @@ def test_stow_qido_wado_round_trip(server: tuple[str, str], data_dir: Path) -> N
     assert refused.value.response.status_code == 404
 
 
-def test_stow_refusals(server: tuple[str, str]) -> None:
-    url, token = server
+def test_stow_refusals(live_server: tuple[str, str]) -> None:
+    url, token = live_server
     web = client(url, token)
     (instance,) = echo_study(seed=22, instances=1)
     with pytest.raises(requests.HTTPError) as wrong_study:  # every instance failed: 409

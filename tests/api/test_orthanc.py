@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from tests.api.test_dicomweb import client, echo_study
-from tests.api.test_tritonclient import free_port, run_server
+from tests.api.test_tritonclient import free_port
 
 pytestmark = pytest.mark.pacs
 
@@ -30,22 +30,14 @@ DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("pacs")
-
-
-@pytest.fixture(scope="module")
-def dxserve(data_dir: Path, trained_repo: Path) -> Iterator[tuple[str, str]]:
-    yield from run_server(data_dir, trained_repo)
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory: pytest.TempPathFactory, dxserve: tuple[str, str]) -> Iterator[str]:
+def orthanc(
+    tmp_path_factory: pytest.TempPathFactory, live_server: tuple[str, str]
+) -> Iterator[str]:
     """Orthanc on a free loopback port, knowing dxserve as DICOMweb server "dxserve"."""
     if ORTHANC is None or not DICOMWEB_PLUGIN.exists():
         pytest.skip("Orthanc and its DICOMweb plugin are not installed: apt-get install orthanc "
                     "orthanc-dicomweb (.ci/run does)")  # fmt: skip
-    url, token = dxserve
+    url, token = live_server
     root = tmp_path_factory.mktemp("orthanc")
     port = free_port()
     config = {
@@ -91,9 +83,9 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory, dxserve: tuple[str, str]) 
 
 
 def test_a_study_from_orthanc_comes_back_with_its_results(
-    orthanc: str, dxserve: tuple[str, str], data_dir: Path, trained_repo: Path
+    orthanc: str, live_server: tuple[str, str], live_data_dir: Path, trained_repo: Path
 ) -> None:
-    url, token = dxserve
+    url, token = live_server
     pacs = DICOMwebClient(f"{orthanc}/dicom-web")
     study = echo_study(seed=31, instances=2)
     uid = study[0].StudyInstanceUID
@@ -111,7 +103,7 @@ def test_a_study_from_orthanc_comes_back_with_its_results(
     # dxserve sends the results back into the patient's study in Orthanc.
     env = {
         **os.environ,
-        "DXSERVE_DATA_DIR": str(data_dir),
+        "DXSERVE_DATA_DIR": str(live_data_dir),
         "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
     }
     sent = subprocess.run(
