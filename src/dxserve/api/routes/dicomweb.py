@@ -3,9 +3,9 @@
 import asyncio
 import json
 import secrets
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from dxserve.api.deps import CurrentPrincipal, ServicesDep
 from dxserve.core.security.principal import Principal
@@ -28,12 +28,17 @@ STOW_BODY = {
 }
 
 
-def audit_as_pseudonym(
-    request: Request, principal: Principal, services: Services, study: str
-) -> None:
-    """The audit trail records the study by its pseudonym, never by the caller's UID."""
+async def caller_study(
+    study: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+) -> str:
+    """The study UID in the path, as the caller knows it. The audit trail records it by its
+    pseudonym, never by the caller's UID."""
     pseudonym = services.identities.pseudonyms(principal.tenant_id).uid(study)
     request.state.audit_resource = f"study={pseudonym}"
+    return study
+
+
+Study = Annotated[str, Depends(caller_study)]
 
 
 def base_url(request: Request) -> str:
@@ -84,10 +89,9 @@ async def store_instances(
 
 @router.post("/studies/{study}", openapi_extra=STOW_BODY, response_class=Response)
 async def store_study_instances(
-    study: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    study: Study, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """STOW-RS into one study: instances of another study fail (0xA900)."""
-    audit_as_pseudonym(request, principal, services, study)
     return await _store(request, principal, services, study)
 
 
@@ -103,10 +107,9 @@ async def search_studies(
 
 @router.get("/studies/{study}/series", response_class=Response)
 async def search_series(
-    study: str, request: Request, principal: CurrentPrincipal, services: ServicesDep
+    study: Study, request: Request, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """QIDO-RS: the result series (SR, heatmap) of a study."""
-    audit_as_pseudonym(request, principal, services, study)
     query, base = dict(request.query_params), base_url(request)
     web = DicomWeb(services)
     return dicom_json(await asyncio.to_thread(web.search_series, principal, study, query, base))
@@ -115,14 +118,13 @@ async def search_series(
 @router.get("/studies/{study}/instances", response_class=Response)
 @router.get("/studies/{study}/series/{series}/instances", response_class=Response)
 async def search_instances(
-    study: str,
+    study: Study,
     request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
     series: str | None = None,
 ) -> Response:
     """QIDO-RS: the result instances of a study (or of one of its series)."""
-    audit_as_pseudonym(request, principal, services, study)
     query, base = dict(request.query_params), base_url(request)
     if series is not None:
         query["SeriesInstanceUID"] = series
@@ -134,7 +136,7 @@ async def search_instances(
 @router.get("/studies/{study}/series/{series}", response_class=Response)
 @router.get("/studies/{study}/series/{series}/instances/{sop}", response_class=Response)
 async def retrieve(
-    study: str,
+    study: Study,
     request: Request,
     principal: CurrentPrincipal,
     services: ServicesDep,
@@ -142,7 +144,6 @@ async def retrieve(
     sop: str | None = None,
 ) -> Response:
     """WADO-RS: the result objects, re-identified for the owner."""
-    audit_as_pseudonym(request, principal, services, study)
     check_accept(request.headers.get("accept"))
     web = DicomWeb(services)
     return multipart(await asyncio.to_thread(web.retrieve, principal, study, series, sop))
@@ -152,14 +153,12 @@ async def retrieve(
 @router.get("/studies/{study}/series/{series}/metadata", response_class=Response)
 @router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", response_class=Response)
 async def retrieve_metadata(
-    study: str,
-    request: Request,
+    study: Study,
     principal: CurrentPrincipal,
     services: ServicesDep,
     series: str | None = None,
     sop: str | None = None,
 ) -> Response:
     """WADO-RS metadata: the result objects' attributes, without bulk data."""
-    audit_as_pseudonym(request, principal, services, study)
     web = DicomWeb(services)
     return dicom_json(await asyncio.to_thread(web.metadata, principal, study, series, sop))
