@@ -1,5 +1,6 @@
 """``create_app``: the FastAPI application over a set of services. Nothing is built at import."""
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +29,10 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
             for name in services.registry.repository.models():
                 loaded = await services.registry.load(name)
                 log.info("model ready", extra={"model": name, "version": loaded.ref.version})
+        # What startup built (modules, tables, sessions) lives as long as the process: frozen
+        # out of the collector, a full collection no longer walks it on a request's time.
+        gc.collect()
+        gc.freeze()
         app.state.ready = True
         yield
         app.state.ready = False
@@ -46,6 +51,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.state.services = services
     app.state.ready = False
     install_error_handlers(app)
+    v2.add_infer_routes(app)  # first: see its docstring
     app.include_router(v1.router)
     app.include_router(admin.router)
     app.include_router(v2.router)

@@ -1,6 +1,7 @@
 """The dynamic batcher merges concurrent calls and hands each caller its own rows."""
 
 import asyncio
+import threading
 import time
 
 import numpy as np
@@ -114,3 +115,34 @@ def test_a_preferred_batch_goes_without_waiting_for_the_delay() -> None:
 
     assert asyncio.run(main()) < 1.0
     assert calls == [8] or all(n >= 4 for n in calls)
+
+
+def test_the_next_batch_starts_before_the_last_ones_callers_resume() -> None:
+    """The model must not wait while the event loop answers the previous batch's callers."""
+    first_may_finish, second_started = threading.Event(), threading.Event()
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        if x[0, 0] == 0:
+            first_may_finish.wait(5)
+        else:
+            second_started.set()
+        return {"y": x}
+
+    async def main() -> bool:
+        batcher = DynamicBatcher(run, max_batch_size=1, max_queue_delay_s=0.0)
+
+        async def first() -> bool:
+            await batcher.infer(np.zeros((1, 1)))
+            # Blocks the event loop: only a batch submitted before this caller resumed runs.
+            return second_started.wait(2)
+
+        started = asyncio.ensure_future(first())
+        second = asyncio.ensure_future(batcher.infer(np.ones((1, 1))))
+        await asyncio.sleep(0.05)  # the first batch runs, the second waits for the instance
+        first_may_finish.set()
+        ran_early = await started
+        await second
+        await batcher.close()
+        return ran_early
+
+    assert asyncio.run(main())

@@ -2,15 +2,16 @@
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 
 from dxserve import __version__
-from dxserve.api.deps import CurrentPrincipal, ServicesDep
+from dxserve.api.deps import CurrentPrincipal, ServicesDep, authenticate
 from dxserve.api.oip import HEADER_LENGTH, encode_response, parse_request
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.repository import ModelRef
 from dxserve.core.security.principal import Permission
 from dxserve.errors import ModelNotFound
+from dxserve.services import Services
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
@@ -122,16 +123,12 @@ async def model_config(
     return _config(_ref(services, name, version).manifest(), services)
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
-async def infer(
-    name: str,
-    request: Request,
-    principal: CurrentPrincipal,
-    services: ServicesDep,
-    version: str | None = None,
-) -> Response:
+async def infer(request: Request) -> Response:
     """Run the model on tensors (JSON or binary tensor data)."""
+    name = request.path_params["name"]
+    version = request.path_params.get("version")
+    services: Services = request.app.state.services
+    principal = await authenticate(services, request.headers.get("authorization"), request.state)
     principal.require(Permission.infer)
     if version is not None and not version.isdigit():
         raise ModelNotFound(f"model {name!r} has no version {version!r}")
@@ -141,6 +138,40 @@ async def infer(
     )
     body, headers = encode_response(name, used, parsed, outputs)
     return Response(body, headers=headers)
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+INFER_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {"schema": {"type": "object"}},
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    },
+}
+
+
+def add_infer_routes(app: FastAPI) -> None:
+    """``POST /v2/models/{name}[/versions/{version}]/infer``, the hot path, added to the app
+    itself and before the routers: FastAPI matches them without walking every included route,
+    and the handler reads its request without dependency injection. Together these halve the
+    event loop's time per inference (benchmarks/serve.py)."""
+    for path, parameters in (
+        ("/v2/models/{name}/infer", ["name"]),
+        ("/v2/models/{name}/versions/{version}/infer", ["name", "version"]),
+    ):
+        app.add_api_route(
+            path,
+            infer,
+            methods=["POST"],
+            tags=["open inference protocol"],
+            openapi_extra={
+                "parameters": [_path_parameter(p) for p in parameters],
+                "requestBody": INFER_BODY,
+            },
+        )
 
 
 @router.post("/repository/index")

@@ -88,28 +88,31 @@ class DynamicBatcher:
             while self._pending and size + len(self._pending[0].rows) <= self.max_batch_size:
                 size += len(self._pending[0].rows)
                 batch.append(self._pending.popleft())
-            task = asyncio.get_running_loop().create_task(self._execute(batch))
+            # Submitted here, not in the task below: a new task's first step would wait behind
+            # every callback already queued on the loop, and the model with it.
+            started = time.perf_counter()
+            running = asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run_parts, [p.rows for p in batch]
+            )
+            task = asyncio.get_running_loop().create_task(self._deliver(batch, running, started))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _execute(self, batch: list[_Pending]) -> None:
+    async def _deliver(
+        self, batch: list[_Pending], running: asyncio.Future[Outputs], started: float
+    ) -> None:
+        """Hand each caller its rows once the batch ran (or every caller the model's error)."""
         try:
-            await self._execute_batch(batch)
-        finally:
-            self._slots.release()
-
-    async def _execute_batch(self, batch: list[_Pending]) -> None:
-        started = time.perf_counter()
-        inputs = batch[0].rows if len(batch) == 1 else np.concatenate([p.rows for p in batch])
-        try:
-            outputs = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._run, inputs
-            )
-        except Exception as exc:  # the model failed: every caller in the batch hears why
+            outputs = await running
+        except Exception as exc:
             for pending in batch:
                 if not pending.future.done():
                     pending.future.set_exception(exc)
             return
+        finally:
+            # Released before the callers resume, so the next batch starts while the loop
+            # answers this one's callers; otherwise the model would wait for those answers.
+            self._slots.release()
         compute = time.perf_counter() - started
         offset = 0
         queued_total = 0.0
@@ -122,7 +125,12 @@ class DynamicBatcher:
             if not pending.future.done():
                 pending.future.set_result((mine, queued, compute))
         if self._on_batch:
-            self._on_batch(len(inputs), queued_total, compute)
+            self._on_batch(offset, queued_total, compute)
+
+    def _run_parts(self, parts: list[np.ndarray]) -> Outputs:
+        """Runs in the worker thread, which also joins the rows: copying a batch of images is
+        not work for the event loop."""
+        return self._run(parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     async def close(self) -> None:
         """Stop the batching task and its worker thread."""
