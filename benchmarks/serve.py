@@ -4,15 +4,18 @@
 (2) OIP: POST /v2/models/echo-cnn/infer, one 3×128×128 image a request, binary tensor data;
 (3) /v1: POST /v1/diagnoses with a 128-px PNG (decode, preprocess, infer, store, record).
 (4) naive: FastAPI + ORT, one session run a request, no batching (benchmarks/naive_server.py),
-    on the same OIP binary request — the comparison point the issue names.
-(2), (3) and (4) are driven by wrk (C, Debian package `wrk`) at concurrency 1 and 16 against
+    on the same OIP binary request — the comparison point the issue names;
+(5) minimal: a bare ASGI function on uvicorn with dxserve's ORT session and batcher and nothing
+    else (benchmarks/minimal_server.py) — what the Python HTTP stack itself allows here.
+(2) to (5) are driven by wrk (C, Debian package `wrk`) at concurrency 1 and 16 against
 `dxserve serve` in its own process. Also reports cold start to ready and the server's RSS.
 Targets (issue #3): OIP ≥ 0.85× raw and /v1 ≥ 0.6× raw at concurrency 16, p99 ≤ 50 ms.
 
 The machines this runs on share their cores with other tenants: raw ORT alone was seen to move
-between 700 and 1,100 images/s within a minute. So the measurements run in rounds, each
-measuring raw ORT first and every path right after it; a path's ratio is the median of its
-per-round ratios, and its throughput and latencies are medians over the rounds.
+between 600 and 1,100 images/s within a minute. So raw ORT is measured again between every two
+measurements of a path, and each ratio is to the mean of the raw runs just before and just
+after it. The measurements run in rounds; a path's ratio is the median of its per-round
+ratios, and its throughput and latencies are medians over the rounds.
 
     python benchmarks/serve.py [--rounds 3] [--seconds 5]
     DXSERVE_WORKERS=2 DXSERVE_ORT_THREADS=1 python benchmarks/serve.py   # two worker processes
@@ -221,13 +224,14 @@ def png_body() -> bytes:
     return buffer.getvalue()
 
 
-def start_naive(model: Path) -> tuple[subprocess.Popen[bytes], int]:
+def start_comparison(script: str, argument: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """One of the comparison servers next to this file, ready on a free port."""
     port = free_port()
-    naive = subprocess.Popen(
-        [sys.executable, str(Path(__file__).with_name("naive_server.py")), str(model), str(port)]
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name(script)), str(argument), str(port)]
     )
-    wait_ready(naive, port)
-    return naive, port
+    wait_ready(server, port)
+    return server, port
 
 
 def main() -> None:
@@ -246,7 +250,8 @@ def main() -> None:
         port = free_port()
         (root / "data").mkdir()
         process, token, cold = start_server(repository, root / "data", port)
-        naive, naive_port = start_naive(model)
+        naive, naive_port = start_comparison("naive_server.py", model)
+        minimal, minimal_port = start_comparison("minimal_server.py", repository)
         body, length = oip_body()
         paths = [
             (
@@ -270,21 +275,32 @@ def main() -> None:
                 "application/octet-stream",
                 length,
             ),
+            (
+                "minimal ASGI + dxserve's batcher",
+                f"http://127.0.0.1:{minimal_port}/v2/models/echo-cnn/infer",
+                body,
+                "application/octet-stream",
+                length,
+            ),
         ]
         raws: list[float] = []
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         try:
+            raw_seconds = max(2.0, args.seconds / 2)
             for _ in range(args.rounds):
-                raw = raw_throughput(session, args.seconds, (batch,))[1]
-                raws.append(raw)
+                before = raw_throughput(session, raw_seconds, (batch,))[1]
+                raws.append(before)
                 for name, url, payload, ctype, hlen in paths:
                     for connections in (1, 16):
                         r = wrk(url, payload, ctype, token, connections, args.seconds, hlen)
-                        r["ratio"] = r["rps"] / raw
+                        after = raw_throughput(session, raw_seconds, (batch,))[1]
+                        raws.append(after)
+                        r["ratio"] = r["rps"] / ((before + after) / 2)
                         runs.setdefault((name, connections), []).append(r)
+                        before = after
             rss = rss_mb(process.pid)
         finally:
-            for server in (process, naive):
+            for server in (process, naive, minimal):
                 server.terminate()
                 server.wait(timeout=20)
     table = Table(
@@ -297,7 +313,7 @@ def main() -> None:
         "ratio to raw",
         "ratio by round",
     )
-    raw_by_round = " ".join(f"{r:.0f}" for r in raws)
+    raw_range = f"{min(raws):.0f}–{max(raws):.0f} images/s"
     table.add_row(
         f"raw ORT in-process (batch {batch})",
         "–",
@@ -306,7 +322,7 @@ def main() -> None:
         "",
         "",
         "1.00",
-        raw_by_round,
+        raw_range,
     )
     for (name, connections), results in runs.items():
         table.add_row(

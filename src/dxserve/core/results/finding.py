@@ -1,6 +1,6 @@
 """A diagnosis: the model's finding for one study, frame by frame and aggregated."""
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 AGGREGATION = (
@@ -51,4 +51,13 @@ class Diagnosis:
     aggregation: str = AGGREGATION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain data for JSON, as ``dataclasses.asdict`` gives but without its deep copies (the
+        nested values were made for this diagnosis alone); this runs once a request."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["frames"] = [_shallow(frame) for frame in self.frames]
+        data["shadow"] = _shallow(self.shadow) if self.shadow else None
+        return data
+
+
+def _shallow(result: FrameResult | ShadowResult) -> dict[str, Any]:
+    return {f.name: getattr(result, f.name) for f in fields(result)}
