@@ -29,13 +29,15 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
             for name in services.registry.repository.models():
                 loaded = await services.registry.load(name)
                 log.info("model ready", extra={"model": name, "version": loaded.ref.version})
-        # What startup built (modules, tables, sessions) lives as long as the process: frozen
-        # out of the collector, a full collection no longer walks it on a request's time.
+        # What startup built (modules, tables, sessions) lives as long as the app: frozen out
+        # of the collector, a full collection no longer walks it on a request's time (such
+        # pauses of over 100 ms had set the p99 latency, benchmarks/serve.py).
         gc.collect()
         gc.freeze()
         app.state.ready = True
         yield
         app.state.ready = False
+        gc.unfreeze()  # collectable again once the app is gone (an embedding process goes on)
         await services.close()
 
     app = FastAPI(
