@@ -17,8 +17,9 @@ from pydicom.dataset import Dataset
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
-from dxserve.core.intake.decode import decode_bytes, is_dicom
+from dxserve.core.intake.decode import decode_bytes, image_pixels, is_dicom
 from dxserve.core.intake.deidentify import reidentify
+from dxserve.core.offload import is_small, run_cpu
 from dxserve.core.pipeline import diagnose
 from dxserve.core.results.dicom_sr import (
     diagnosis_sr,
@@ -152,11 +153,13 @@ class Services:
         await self.check_quota(principal, 1)
         selection = await self.registry.select(model or self.settings.default_model)
         ref = selection.primary.ref
-        received = await asyncio.to_thread(
+        manifest = selection.primary.manifest
+        received = await run_cpu(
+            is_small(image_pixels(data), manifest.recipe.size),
             self.intake.receive,
             principal.tenant_id,
             data,
-            selection.primary.manifest.modalities,
+            manifest.modalities,
             ref.name,
         )
         try:

@@ -13,6 +13,7 @@ import numpy as np
 from dxserve.core.abstention import INDETERMINATE
 from dxserve.core.explain import SaliencyMap, occlusion_inputs, occlusion_map
 from dxserve.core.intake.frames import frame_indices
+from dxserve.core.offload import is_small, run_cpu
 from dxserve.core.ood import NOT_ASSESSED
 from dxserve.core.results.finding import Diagnosis, FrameResult, ShadowResult
 from dxserve.core.runtime.batcher import Outputs
@@ -48,7 +49,8 @@ async def diagnose(
     primary = selection.primary
     manifest = primary.manifest
     guard = manifest.guard
-    x, image_problems = await asyncio.to_thread(_prepare, manifest, chosen)
+    small = is_small(len(chosen) * chosen.shape[1] * chosen.shape[2], manifest.recipe.size)
+    x, image_problems = await run_cpu(small, _prepare, manifest, chosen)
     preprocessed = time.perf_counter()
     runs = [primary.batcher.infer(x)]
     if selection.shadow is not None:

@@ -57,6 +57,18 @@ def read_dicom(data: bytes) -> Dataset | None:
     return dataset if "PixelData" in dataset else None
 
 
+def image_pixels(data: bytes) -> int | None:
+    """Width × height of a PNG or JPEG, from its header alone; None for anything else."""
+    if not data.startswith(IMAGE_MAGIC):
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
+            width, height = image.size
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError):
+        return None
+    return width * height
+
+
 def decode_path(path: Path) -> np.ndarray:
     """Decode the image or DICOM file at ``path`` into RGB frames."""
     return decode_bytes(Path(path).read_bytes())
