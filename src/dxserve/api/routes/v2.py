@@ -156,8 +156,8 @@ INFER_BODY = {
 def add_infer_routes(app: FastAPI) -> None:
     """``POST /v2/models/{name}[/versions/{version}]/infer``, the hot path, added to the app
     itself and before the routers: FastAPI matches them without walking every included route,
-    and the handler reads its request without dependency injection. Together these halve the
-    event loop's time per inference (benchmarks/serve.py)."""
+    and the handler reads its request without dependency injection. In-process, that cut the
+    event loop's time per inference from about 580 to 470 µs."""
     for path, parameters in (
         ("/v2/models/{name}/infer", ["name"]),
         ("/v2/models/{name}/versions/{version}/infer", ["name", "version"]),
