@@ -7,17 +7,16 @@ dxserve is what dxserve's own work per request costs.
     python benchmarks/minimal_server.py MODEL_REPOSITORY PORT
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import uvicorn
 
 from dxserve.core.runtime.batcher import DynamicBatcher
 from dxserve.core.runtime.onnx import OnnxModel
 from dxserve.core.runtime.repository import ModelRepository
+from oip_wire import probability_response, read_image
 
 model = OnnxModel(ModelRepository(Path(sys.argv[1])).resolve("echo-cnn"))
 manifest = model.manifest
@@ -48,26 +47,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         chunks.append(message.get("body", b""))
         if not message.get("more_body"):
             break
-    body = b"".join(chunks)
-    split = int(dict(scope["headers"])[b"inference-header-content-length"])
-    shape = json.loads(body[:split])["inputs"][0]["shape"]
-    x = np.frombuffer(body, dtype=np.float32, offset=split).reshape(shape)
+    x = read_image(
+        b"".join(chunks), int(dict(scope["headers"])[b"inference-header-content-length"])
+    )
     outputs, _, _ = await batcher.infer(x)
-    probability = np.ascontiguousarray(outputs["probability"])
-    header = json.dumps(
-        {
-            "model_name": "echo-cnn",
-            "outputs": [
-                {
-                    "name": "probability",
-                    "datatype": "FP32",
-                    "shape": list(probability.shape),
-                    "parameters": {"binary_data_size": probability.nbytes},
-                }
-            ],
-        }
-    ).encode()
-    payload = header + probability.tobytes()
+    payload, header_length = probability_response(outputs["probability"])
     await send(
         {
             "type": "http.response.start",
@@ -75,7 +59,7 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             "headers": [
                 (b"content-type", b"application/octet-stream"),
                 (b"content-length", str(len(payload)).encode()),
-                (b"inference-header-content-length", str(len(header)).encode()),
+                (b"inference-header-content-length", str(header_length).encode()),
             ],
         }
     )

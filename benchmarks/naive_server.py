@@ -4,13 +4,13 @@ request, no batching, no auth, no storage — what a first attempt at serving lo
     python benchmarks/naive_server.py MODEL.onnx PORT
 """
 
-import json
 import sys
 
-import numpy as np
 import onnxruntime as ort
 import uvicorn
 from fastapi import FastAPI, Request, Response
+
+from oip_wire import probability_response, read_image
 
 session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 app = FastAPI()
@@ -23,28 +23,10 @@ def ready() -> dict[str, bool]:
 
 @app.post("/v2/models/echo-cnn/infer")
 async def infer_raw(request: Request) -> Response:
-    body = await request.body()
-    split = int(request.headers["inference-header-content-length"])
-    header = json.loads(body[:split])
-    shape = header["inputs"][0]["shape"]
-    x = np.frombuffer(body[split:], dtype=np.float32).reshape(shape)
+    x = read_image(await request.body(), int(request.headers["inference-header-content-length"]))
     (probability,) = session.run(["probability"], {"image": x})
-    out = json.dumps(
-        {
-            "model_name": "echo-cnn",
-            "outputs": [
-                {
-                    "name": "probability",
-                    "datatype": "FP32",
-                    "shape": list(probability.shape),
-                    "parameters": {"binary_data_size": probability.nbytes},
-                }
-            ],
-        }
-    ).encode()
-    return Response(
-        out + probability.tobytes(), headers={"inference-header-content-length": str(len(out))}
-    )
+    body, header_length = probability_response(probability)
+    return Response(body, headers={"inference-header-content-length": str(header_length)})
 
 
 if __name__ == "__main__":
