@@ -430,8 +430,11 @@ def serve(
     services.close_stores()
     # Each worker process builds its own services from the environment: pass the settings on.
     for name, value in settings.model_dump(exclude_none=True).items():
-        secret = isinstance(value, SecretStr)
-        os.environ[f"DXSERVE_{name.upper()}"] = value.get_secret_value() if secret else str(value)
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, dict | list):
+            value = json.dumps(value)
+        os.environ[f"DXSERVE_{name.upper()}"] = str(value)
     uvicorn.run("dxserve.server:build_app", factory=True, workers=settings.workers, **network)
 
 

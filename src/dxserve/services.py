@@ -4,6 +4,7 @@ Built once by :mod:`dxserve.server` (the composition root) and handed to the API
 """
 
 import asyncio
+import contextlib
 import io
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
 from dxserve.core.intake.decode import decode_bytes, image_pixels, is_dicom
 from dxserve.core.intake.deidentify import reidentify
+from dxserve.core.modality import IMAGE, describe
 from dxserve.core.offload import is_small, run_cpu
 from dxserve.core.pipeline import diagnose
 from dxserve.core.results.dicom_sr import (
@@ -28,10 +30,10 @@ from dxserve.core.results.dicom_sr import (
     uid,
 )
 from dxserve.core.runtime.manifest import Manifest
-from dxserve.core.runtime.registry import ModelRegistry
+from dxserve.core.runtime.registry import ModelRegistry, Selection
 from dxserve.core.security.principal import Forbidden, Permission, Principal
-from dxserve.errors import InvalidInput, QuotaExceeded, Throttled
-from dxserve.intake import Intake, part10
+from dxserve.errors import InvalidInput, ModelNotFound, QuotaExceeded, Throttled, WrongModality
+from dxserve.intake import Body, Intake, open_body, part10
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -144,27 +146,30 @@ class Services:
         media_type: str,
         model: str | None,
         explain: bool = False,
+        files: dict[str, bytes] | None = None,
+        rate: float | None = None,
     ) -> dict[str, Any]:
-        """Decode, diagnose (with a saliency map when ``explain``), store the input and record
-        the result; the stored record."""
+        """Tell what the body is, decode it for the model named (or the default model of its
+        modality), diagnose it (with a saliency map when ``explain``), store the input and
+        record the result; the stored record. ``files``: a WFDB record's files; ``rate``: a
+        CSV signal's sampling rate."""
         principal.require(Permission.diagnose)
-        if not data:
-            raise InvalidInput("the request has no image")
+        if not data and not files:
+            raise InvalidInput("the request has no image or signal")
         await self.check_quota(principal, 1)
-        selection = await self.registry.select(model or self.settings.default_model)
+        pixels = image_pixels(data) if files is None else None
+        if pixels is not None:  # PNG or JPEG: known from its header, nothing to parse
+            body = Body(data, media_type, IMAGE)
+        else:
+            body = await asyncio.to_thread(open_body, data, media_type, files, rate)
+        selection = await self._select(model, body)
         ref = selection.primary.ref
         manifest = selection.primary.manifest
-        received = await run_cpu(
-            is_small(image_pixels(data), manifest.recipe.size),
-            self.intake.receive,
-            principal.tenant_id,
-            data,
-            manifest.modalities,
-            ref.name,
-        )
+        small = manifest.modality == IMAGE and is_small(pixels, manifest.image_recipe.size)
+        received = await run_cpu(small, self.intake.receive, principal.tenant_id, body, manifest)
         try:
             max_frames = self.settings.max_frames or None
-            outcome = await diagnose(selection, received.frames, max_frames, explain)
+            outcome = await diagnose(selection, received.sample, max_frames, explain)
         except Exception:
             self.metrics.request(ref, ok=False)
             raise
@@ -195,6 +200,19 @@ class Services:
             outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
         )
         return clinical_view(record)
+
+    async def _select(self, model: str | None, body: Body) -> Selection:
+        """The model named, else the default model of the body's modality."""
+        if model:
+            return await self.registry.select(model)
+        name = self.settings.model_for(body.modality)
+        if name is not None:
+            with contextlib.suppress(ModelNotFound):
+                return await self.registry.select(name)
+        missing = f" ({name} is not installed)" if name else ""
+        raise WrongModality(
+            f"this is {body.described()}; no model here reads {describe(body.modality)}{missing}"
+        )
 
     def saliency(self, principal: Principal, diagnosis_id: str) -> tuple[SaliencyMap, bytes]:
         """A diagnosis's saliency map and the input it explains (caller's tenant only)."""

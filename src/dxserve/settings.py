@@ -27,7 +27,12 @@ class Settings(BaseSettings):
         "Defaults to SQLite at DATA_DIR/dxserve.db (WAL mode).",
     )
     default_model: str = Field(
-        default="echo-cnn", description="Model used when a request names none."
+        default="echo-cnn", description="Model for an image when a request names none."
+    )
+    default_models: dict[str, str] = Field(
+        default_factory=lambda: {"signal": "ecg-rnn"},
+        description="Model for each other input modality when a request names none, as JSON "
+        '(e.g. {"signal": "ecg-rnn"}); images use DEFAULT_MODEL.',
     )
     host: str = Field(default="127.0.0.1", description="Address `dxserve serve` binds.")
     port: int = Field(default=8000, description="Port `dxserve serve` binds.")
@@ -115,7 +120,7 @@ class Settings(BaseSettings):
     dicomweb_models: dict[str, str] = Field(
         default_factory=dict,
         description='Model STOW-RS runs for each modality, as JSON (e.g. {"US": "echo-cnn"}); '
-        "a modality not named gets DEFAULT_MODEL.",
+        "a modality not named gets the default model of its kind (image or signal).",
     )
     dicomweb_explain: bool = Field(
         default=True,
@@ -148,6 +153,10 @@ class Settings(BaseSettings):
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("set both DXSERVE_SSL_CERTFILE and DXSERVE_SSL_KEYFILE, or neither")
         return self
+
+    def model_for(self, modality: str) -> str | None:
+        """The model a request without ``?model=`` gets for input of ``modality``."""
+        return self.default_model if modality == "image" else self.default_models.get(modality)
 
     @property
     def repository(self) -> Path:

@@ -331,11 +331,7 @@ def test_security_headers_and_no_cors(client: TestClient, keys: dict[str, str]) 
 def test_an_object_of_another_modality_is_refused_by_name(
     client: TestClient, keys: dict[str, str]
 ) -> None:
-    for name, modality in (
-        ("CT_small.dcm", "CT"),
-        ("MR_small.dcm", "MR"),
-        ("waveform_ecg.dcm", "ECG"),
-    ):
+    for name, modality in (("CT_small.dcm", "CT"), ("MR_small.dcm", "MR")):
         data = Path(str(get_testdata_file(name, download=False))).read_bytes()
         response = client.post(
             "/v1/diagnoses",
@@ -345,6 +341,15 @@ def test_an_object_of_another_modality_is_refused_by_name(
         assert_problem(response, 422, "wrong_modality")
         assert f"this is a {modality} object" in response.json()["detail"]
         assert "reads US only" in response.json()["detail"]
+    ecg = Path(str(get_testdata_file("waveform_ecg.dcm", download=False))).read_bytes()
+    headers = {**auth(keys["clinician"]), "Content-Type": "application/dicom"}
+    response = client.post("/v1/diagnoses?model=echo-cnn", content=ecg, headers=headers)
+    assert_problem(response, 422, "wrong_modality")  # the model named reads images
+    detail = response.json()["detail"]
+    assert "this is a ECG object (signal)" in detail and "echo-cnn reads images" in detail
+    response = client.post("/v1/diagnoses", content=ecg, headers=headers)
+    assert_problem(response, 422, "wrong_modality")  # no model for signals in this repository
+    assert "no model here reads signals" in response.json()["detail"]
     us = Path(str(get_testdata_file("examples_ybr_color.dcm", download=False))).read_bytes()
     response = client.post(
         "/v1/diagnoses",

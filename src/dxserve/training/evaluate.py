@@ -111,7 +111,7 @@ def evaluate(
         f"items in split {split!r} (it has {list(dataset.splits)})"
     )
     model = OnnxModel(ref)
-    arrays = part.materialize(model.manifest.recipe, frames, on_progress)
+    arrays = part.materialize(model.manifest.image_recipe, frames, on_progress)
     outputs = model.predict(arrays.x)
     counts = np.maximum(np.bincount(arrays.item, minlength=len(part)), 1)
 
@@ -121,7 +121,7 @@ def evaluate(
     guard = model.manifest.guard
     reasons = guard.problems(arrays.x, outputs) if guard else [None] * len(arrays)
     refused = per_file(np.array([r is not None for r in reasons], dtype=np.float64)) > 0.5
-    prob = per_file(model.manifest.probabilities(outputs))
+    prob = per_file(model.manifest.probabilities(outputs)[:, 0])
     uncalibrated = per_file(outputs["probability"].reshape(-1).astype(np.float64))
     y = np.array([item.label for item in part.items], dtype=np.float32)
     metrics = binary_metrics(y, prob, model.manifest.threshold)

@@ -37,7 +37,7 @@ def measure_localisation(
     if not items:
         return None
     manifest = model.manifest
-    recipe = manifest.recipe
+    recipe = manifest.image_recipe
     x = replace(dataset, items=tuple(items)).materialize(recipe, 1, on_progress).x
     outputs = model.predict(x)
     spec = manifest.explanation
@@ -51,7 +51,7 @@ def measure_localisation(
             ]
     maps["occlusion"] = [
         _occlusion(
-            model, x[k], float(manifest.scores({n: o[k : k + 1] for n, o in outputs.items()})[0])
+            model, x[k], float(manifest.scores({n: o[k : k + 1] for n, o in outputs.items()})[0, 0])
         )
         for k in range(min(len(x), OCCLUSION_LIMIT))
     ]
@@ -68,9 +68,9 @@ def measure_localisation(
 
 def _occlusion(model: OnnxModel, x: np.ndarray, base: float) -> SaliencyMap:
     manifest = model.manifest
-    scores = manifest.scores(model.run(manifest.recipe.normalize(occlusion_inputs(x))))
-    grid, stride, offset = occlusion_map(base, scores, manifest.recipe.size)
-    return SaliencyMap(grid, stride, offset, manifest.recipe.size, "occlusion", "")
+    scores = manifest.scores(model.run(manifest.image_recipe.normalize(occlusion_inputs(x))))[:, 0]
+    grid, stride, offset = occlusion_map(base, scores, manifest.image_recipe.size)
+    return SaliencyMap(grid, stride, offset, manifest.image_recipe.size, "occlusion", "")
 
 
 def _score(

@@ -75,7 +75,7 @@ def wrong_view_sets(images: Images) -> dict[str, Images]:
 def refusal_rates(model: OnnxModel, sets: dict[str, Images]) -> dict[str, dict[str, object]]:
     """Per set: how many images the model's guard refuses, and why."""
     guard = model.manifest.guard
-    recipe = model.manifest.recipe
+    recipe = model.manifest.image_recipe
     report: dict[str, dict[str, object]] = {}
     for name, images in sets.items():
         x = np.concatenate([recipe.resize(image[None]) for image in images])

@@ -1,8 +1,17 @@
-"""Choosing which frames of a cine or video a model sees."""
+"""An image or cine as intake hands it on, and choosing which of its frames a model sees."""
+
+from dataclasses import dataclass
 
 import numpy as np
 
 from dxserve.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Frames:
+    """``pixels``: ``(T, H, W, 3)`` uint8 RGB, one frame for a still image."""
+
+    pixels: np.ndarray
 
 
 def frame_indices(total: int, count: int | None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Named preprocessing recipes, saved in each model's manifest and replayed unchanged at serving.
+"""Named image recipes, saved in each model's manifest and replayed unchanged at serving.
 
 A recipe turns decoded frames (``(T, H, W, 3)`` uint8 RGB, see :mod:`dxserve.core.intake.decode`)
 into the model's input tensor. It runs in two steps so that datasets can cache the compact
@@ -29,6 +29,7 @@ class Recipe:
     scale: float = 1 / 255
     resample: str = "bilinear"
     layout: str = "NCHW"
+    kind: str = "image"
 
     def resize(self, frames: np.ndarray) -> np.ndarray:
         """``(T, H, W, 3)`` uint8 → ``(T, 3, h, w)`` uint8 at the recipe's size."""

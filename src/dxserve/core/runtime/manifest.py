@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from dxserve import NOT_FOR_CLINICAL_USE
-from dxserve.core.calibration import calibrated
+from dxserve.core.heads import BINARY, Head
+from dxserve.core.modality import IMAGE
 from dxserve.core.ood import OodGuard
-from dxserve.core.preprocess import Recipe
-from dxserve.errors import ModelIntegrityError
+from dxserve.core.preprocess import AnyRecipe, Recipe, recipe_from_dict
+from dxserve.errors import InvalidInput, ModelIntegrityError
 
 MANIFEST_NAME = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -36,7 +37,12 @@ class TensorSpec:
 
 @dataclass
 class Manifest:
-    """The description of one model version, stored beside its ``model.onnx``."""
+    """The description of one model version, stored beside its ``model.onnx``.
+
+    ``modality`` says what it reads (see :mod:`dxserve.core.modality`), ``preprocessing`` how
+    that input becomes its tensor, ``task`` what its outputs mean (see :mod:`dxserve.core.heads`):
+    a binary task's ``labels`` are ``[negative, positive]``; a multi-class or multi-label task's
+    are its classes, each with its threshold in ``thresholds`` (default ``threshold``)."""
 
     name: str
     version: int
@@ -77,32 +83,49 @@ class Manifest:
     # DICOM Modality values (e.g. "US") the model reads; an object of another is refused.
     # Empty: any (and PNG/JPEG, which carry no modality, always pass).
     modalities: list[str] = field(default_factory=list)
+    modality: str = IMAGE
+    task: str = BINARY
+    thresholds: dict[str, float] = field(default_factory=dict)
+    # Measurements made beside the model (e.g. "ecg-intervals"); empty: none.
+    measurements: list[str] = field(default_factory=list)
     schema: int = SCHEMA
 
+    @cached_property
+    def recipe(self) -> AnyRecipe:
+        return recipe_from_dict(self.preprocessing)
+
     @property
-    def recipe(self) -> Recipe:
-        return Recipe.from_dict(self.preprocessing)
+    def image_recipe(self) -> Recipe:
+        """The recipe of a model that reads images; :class:`InvalidInput` for any other."""
+        recipe = self.recipe
+        if not isinstance(recipe, Recipe):
+            raise InvalidInput(f"{self.name} reads {self.modality} input, not images")
+        return recipe
+
+    @cached_property
+    def head(self) -> Head:
+        return Head(
+            self.task,
+            tuple(self.labels),
+            self.threshold,
+            self.thresholds,
+            self.calibration,
+            self.abstention,
+        )
 
     def probabilities(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The served probability of each row: calibrated from the logit when the manifest has
-        a temperature, else the model's own ``probability`` output."""
-        temperature = self.calibration.get("temperature")
-        if temperature and "logit" in outputs:
-            return calibrated(outputs["logit"].reshape(-1), float(temperature))
-        return outputs["probability"].reshape(-1).astype(np.float64)
+        """The served probabilities ``(N, K)`` (see :meth:`Head.probabilities`): calibrated
+        when the manifest has temperatures, else the model's own ``probability`` output."""
+        return self.head.probabilities(outputs)
 
     def scores(self, outputs: dict[str, np.ndarray]) -> np.ndarray:
-        """The positive class's score (logit) of each row: what explanations attribute."""
-        if "logit" in outputs:
-            return outputs["logit"].reshape(-1).astype(np.float64)
-        p = np.clip(outputs["probability"].reshape(-1).astype(np.float64), 1e-7, 1 - 1e-7)
-        return np.log(p / (1 - p))
+        """Each class's score (logit) ``(N, K)``: what explanations attribute."""
+        return self.head.scores(outputs)
 
     @property
     def indeterminate_band(self) -> tuple[float, float] | None:
-        if "low" not in self.abstention:
-            return None
-        return float(self.abstention["low"]), float(self.abstention["high"])
+        """A binary task's abstention band (see :meth:`Head.band_of` for each class's)."""
+        return self.head.band_of(self.labels[-1]) if self.task == BINARY else None
 
     @cached_property
     def guard(self) -> OodGuard | None:

@@ -37,17 +37,17 @@ class OnnxModel:
 
     def predict(self, x: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
         """Every output for uint8 recipe-resized input ``(N, 3, h, w)``, run in batches."""
-        recipe = self.manifest.recipe
+        recipe = self.manifest.image_recipe
         chunks = [
             self.run(recipe.normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
         ]
         return {name: np.concatenate([c[name] for c in chunks]) for name in self.output_names}
 
     def predict_proba(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Served (calibrated, where the manifest says so) probabilities for uint8 input."""
+        """A binary image model's served (calibrated) positive-class probabilities."""
         if len(x) == 0:
             return np.zeros(0, dtype=np.float64)
-        return self.manifest.probabilities(self.predict(x, batch_size))
+        return self.manifest.probabilities(self.predict(x, batch_size))[:, 0]
 
     def warm_up(self) -> None:
         """One run on zeros so the first real request does not pay for initialisation."""
