@@ -1,6 +1,7 @@
 """Shared fixtures: small phantom datasets and a model trained on them, built once per session."""
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +39,31 @@ def trained_repo(tmp_path_factory: pytest.TempPathFactory, phantom_dir: Path) ->
 
     repo = tmp_path_factory.mktemp("repo")
     train(open_dataset(phantom_dir), repo, config=TrainConfig(epochs=1, batch_size=16, seed=3))
+    return repo
+
+
+@pytest.fixture(scope="session")
+def ecg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 ECG phantoms (12 leads, 10 s at 500 Hz) with a manifest and exact truth."""
+    from dxserve.phantoms.ecg.generate import generate_ecg
+
+    out = tmp_path_factory.mktemp("ecg")
+    generate_ecg(out, n=120, seed=13, workers=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def model_repo(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path, ecg_dir: Path) -> Path:
+    """A repository of both demo architectures: ``trained_repo``'s echo-cnn and an ecg-rnn
+    trained for two epochs on ``ecg_dir``."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from dxserve.datasets.signals import open_signal_dataset
+    from dxserve.training.ecg import EcgTrainConfig, train_ecg
+
+    repo = tmp_path_factory.mktemp("repo-both")
+    shutil.copytree(trained_repo / "echo-cnn", repo / "echo-cnn")
+    config = EcgTrainConfig(epochs=2, batch_size=16, seed=3)
+    train_ecg(open_signal_dataset(ecg_dir), repo, config=config)
     return repo
 
 

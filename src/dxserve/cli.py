@@ -2,6 +2,7 @@
 
 import json
 import os
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -45,6 +46,7 @@ class ImageFormat(StrEnum):
 
 class Architecture(StrEnum):
     echo_cnn = "echo-cnn"
+    ecg_rnn = "ecg-rnn"
 
 
 def main() -> None:
@@ -85,9 +87,17 @@ def version() -> None:
     print(__version__)
 
 
-@app.command()
+phantoms_app = typer.Typer(
+    help="Synthetic data with exact ground truth: echo phantoms (default) or ECGs (`ecg`).",
+    invoke_without_command=True,
+)
+app.add_typer(phantoms_app, name="phantoms")
+
+
+@phantoms_app.callback()
 def phantoms(
-    out: Annotated[Path, typer.Option(help="Output directory.")],
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option(help="Output directory.")] = None,
     n: Annotated[int, typer.Option("--n", min=1, help="Number of studies.")] = 1000,
     seed: Annotated[int, typer.Option(help="Dataset seed: same seed, same images.")] = 0,
     size: Annotated[int, typer.Option(min=64, max=1024, help="Image side in pixels.")] = 256,
@@ -96,6 +106,22 @@ def phantoms(
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
 ) -> None:
     """Generate synthetic apical 4-chamber echo phantoms with exact lesion masks."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise typer.BadParameter("give --out DIR", param_hint="--out")
+    echo_phantoms(out, n, seed, size, fmt.value, frames, workers)
+
+
+def echo_phantoms(
+    out: Path,
+    n: int,
+    seed: int,
+    size: int = 256,
+    fmt: str = "png",
+    frames: int = 1,
+    workers: int | None = None,
+) -> None:
     from dxserve.phantoms.generate import generate
 
     with bar(console) as progress:
@@ -105,7 +131,7 @@ def phantoms(
             n,
             seed,
             size,
-            fmt.value,
+            fmt,
             frames,
             workers,
             on_progress=lambda k: progress.advance(task, k),
@@ -113,12 +139,55 @@ def phantoms(
     console.print(f"wrote {n} studies and {manifest}")
 
 
+class SignalFormat(StrEnum):
+    npz = "npz"
+    wfdb = "wfdb"
+    dicom = "dicom"
+
+
+@phantoms_app.command("ecg")
+def ecg_phantoms(
+    out: Annotated[Path, typer.Option(help="Output directory.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of records.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Dataset seed: same seed, same records.")] = 0,
+    leads: Annotated[int, typer.Option(help="12, or 1 (lead II, as a wearable).")] = 12,
+    seconds: Annotated[float, typer.Option(min=2.5, max=600, help="Record length.")] = 10.0,
+    rate: Annotated[float, typer.Option(min=100, max=2000, help="Samples a second.")] = 500.0,
+    fmt: Annotated[SignalFormat, typer.Option("--format", help="npz, wfdb or dicom.")] = (
+        SignalFormat.npz
+    ),
+    workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+) -> None:
+    """Generate synthetic 12-lead (or lead II) ECGs: sinus rhythm, bradycardia, tachycardia,
+    atrial fibrillation, PVCs and first-degree AV block, with every beat's fiducial points."""
+    from dxserve.phantoms.ecg.generate import generate_ecg
+
+    if leads not in (1, 12):
+        raise typer.BadParameter("use 12 or 1", param_hint="--leads")
+    with bar(console) as progress:
+        task = progress.add_task("ECG phantoms", total=n, status="")
+        manifest = generate_ecg(
+            out,
+            n,
+            seed,
+            leads,
+            seconds,
+            rate,
+            fmt.value,
+            workers,
+            on_progress=lambda k: progress.advance(task, k),
+        )
+    console.print(f"wrote {n} records and {manifest}")
+
+
 @app.command()
 def train(
     architecture: Annotated[Architecture, typer.Argument(help="Network to train.")],
     data: Annotated[Path, typer.Option(help="Dataset: class folders, CSV manifest or EchoNet.")],
     out: Annotated[Path | None, typer.Option(help="Model repository (default: settings).")] = None,
-    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Default: 10 (echo-cnn), 12 (ecg-rnn).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr", min=0)] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,
@@ -142,31 +211,30 @@ def run_training(
     data: Path,
     repository: Path,
     name: str,
-    epochs: int,
+    epochs: int | None,
     batch_size: int,
     learning_rate: float,
     seed: int,
     frames: int | None,
 ) -> ModelRef:
-    """Train with Rich progress bars; shared by ``train`` and the demo model of ``serve``."""
+    """Train with Rich progress bars; shared by ``train`` and the demo models of ``serve``.
+    ``name`` is the architecture (``echo-cnn`` or ``ecg-rnn``) and the model's name."""
     try:
         from dxserve.training.loop import EpochStats, Observer, TrainConfig
         from dxserve.training.loop import train as train_model
     except ImportError as exc:
         raise MissingDependency(f"training needs the train extra ({exc.name} is missing)") from None
-    from dxserve.datasets import open_dataset
 
-    dataset = open_dataset(data)
-    config = TrainConfig(epochs, batch_size, learning_rate, seed, frames)
-    table = Table("epoch", "loss", "acc", "val loss", "val acc", "AUC", "sens", "spec", "img/s")
+    table = Table("epoch", "loss", "acc", "val loss", "val acc", "AUC", "sens", "spec", "rec/s")
     with bar(console) as progress:
         task = progress.add_task("", total=0, status="")
+        total = epochs or 0
 
-        def on_data(stage: str, total: int) -> None:
-            progress.reset(task, total=total, description=f"load {stage}", status="")
+        def on_data(stage: str, count: int) -> None:
+            progress.reset(task, total=count, description=f"load {stage}", status="")
 
         def on_epoch_start(epoch: int, batches: int) -> None:
-            progress.reset(task, total=batches, description=f"epoch {epoch}/{epochs}", status="")
+            progress.reset(task, total=batches, description=f"epoch {epoch}/{total}", status="")
 
         def on_batch(loss: float) -> None:
             progress.update(task, advance=1, status=f"loss {loss:.4f}")
@@ -195,7 +263,20 @@ def run_training(
             on_batch=on_batch,
             on_epoch=on_epoch,
         )
-        result = train_model(dataset, repository, name, config, observer)
+        if name == Architecture.ecg_rnn:
+            from dxserve.datasets.signals import open_signal_dataset
+            from dxserve.training.ecg import EcgTrainConfig, train_ecg
+
+            config = EcgTrainConfig(batch_size=batch_size, learning_rate=learning_rate, seed=seed)
+            config = replace(config, epochs=epochs or config.epochs)
+            total = config.epochs
+            result = train_ecg(open_signal_dataset(data), repository, name, config, observer)
+        else:
+            from dxserve.datasets import open_dataset
+
+            total = epochs or 10
+            train_config = TrainConfig(total, batch_size, learning_rate, seed, frames)
+            result = train_model(open_dataset(data), repository, name, train_config, observer)
     console.print(table)
     console.print(
         f"best epoch {result.best_epoch}; ONNX export max |Δ| vs PyTorch {result.export_max_abs_diff:.1e}"

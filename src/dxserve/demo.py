@@ -15,16 +15,16 @@ def prepare_demo_model(settings: Settings, console: Console | None = None) -> No
     (with saliency localisation and out-of-distribution refusals) on held-out phantoms from
     another seed and record that evaluation in its manifest."""
     from dxserve.cli import console as cli_console
-    from dxserve.cli import phantoms, run_evaluation, run_training
+    from dxserve.cli import echo_phantoms, run_evaluation, run_training
 
     console = console or cli_console
     root = settings.data_dir / "phantoms"
     train_dir, test_dir = root / "train", root / "test"
     console.print(f"preparing the demo model in {settings.repository} (first run only)")
     if not (train_dir / "manifest.csv").is_file():
-        phantoms(out=train_dir, n=TRAIN_STUDIES, seed=TRAIN_SEED)
+        echo_phantoms(train_dir, TRAIN_STUDIES, TRAIN_SEED)
     if not (test_dir / "manifest.csv").is_file():
-        phantoms(out=test_dir, n=TEST_STUDIES, seed=TEST_SEED)
+        echo_phantoms(test_dir, TEST_STUDIES, TEST_SEED)
     ref = run_training(train_dir, settings.repository, settings.default_model, 10, 32, 1e-3, 0, 1)
     run_evaluation(
         str(ref.path),

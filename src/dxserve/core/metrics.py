@@ -57,3 +57,33 @@ def roc_points(y_true: np.ndarray, prob: np.ndarray) -> tuple[np.ndarray, np.nda
     """False- and true-positive rates of the ROC curve."""
     fpr, tpr, _ = roc_curve(np.asarray(y_true).astype(int), np.asarray(prob))
     return fpr, tpr
+
+
+def multilabel_metrics(
+    y_true: np.ndarray, prob: np.ndarray, labels: list[str], thresholds: list[float]
+) -> dict[str, object]:
+    """Per-class AUC, F1, sensitivity, specificity and confusion counts of ``(N, K)``
+    probabilities against multi-hot labels, and their macro averages (over the classes that
+    have both positives and negatives); ``accuracy`` is the exact-match share."""
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(prob, dtype=np.float64)
+    predicted = (p >= np.asarray(thresholds)).astype(int)
+    per_class: dict[str, dict[str, object]] = {}
+    for k, label in enumerate(labels):
+        m = binary_metrics(y[:, k], p[:, k], thresholds[k])
+        f1 = 2 * m.tp / (2 * m.tp + m.fp + m.fn) if m.tp + m.fp + m.fn else None
+        per_class[label] = {**m.to_dict(), "f1": f1}
+
+    def macro(key: str) -> float | None:
+        values = [float(c[key]) for c in per_class.values() if c[key] is not None]  # type: ignore[arg-type]
+        return float(np.mean(values)) if values else None
+
+    return {
+        "n": len(y),
+        "accuracy": float((predicted == y).all(axis=1).mean()) if len(y) else float("nan"),
+        "auc": macro("auc"),
+        "f1": macro("f1"),
+        "sensitivity": macro("sensitivity"),
+        "specificity": macro("specificity"),
+        "per_class": per_class,
+    }

@@ -2,8 +2,9 @@
 
 Two layers, both fitted on the model's own training data and stored in its manifest:
 
-- cheap image checks on the model input (a blank or saturated frame, a colour image where the
-  model only saw greyscale), with bounds taken from the training images;
+- cheap input checks on the model input — for images, a blank or saturated frame or a colour
+  image where the model only saw greyscale; for signals, flat leads or excursions far beyond
+  any training window — with bounds taken from the training data;
 - the Mahalanobis distance of the penultimate-layer features (an ONNX output) to the nearest
   class mean under a shared, Ledoit–Wolf-shrunk covariance (Lee et al., 2018). The threshold is a
   high quantile of the distances on the validation split, so its false-refusal rate on
@@ -72,10 +73,43 @@ class ImageBounds:
 
 
 @dataclass(frozen=True)
-class OodGuard:
-    """Image bounds plus a Mahalanobis threshold on the features output ``output``."""
+class SignalBounds:
+    """Bounds on scaled signal windows ``(N, leads, samples)``: a lead whose scaled spread is
+    below ``min_std`` is flat (all-zero leads are absent, as in a single-lead record), and a
+    window whose largest excursion passes ``max_abs`` is beyond any training window."""
 
-    bounds: ImageBounds
+    min_std: float
+    max_abs: float
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> "SignalBounds":
+        present = np.abs(x).max(axis=2) > 0
+        spread = x.std(axis=2)[present]
+        peaks = np.abs(x).max(axis=(1, 2))
+        return cls(
+            min_std=float(0.2 * np.quantile(spread, 0.001)),
+            max_abs=float(2 * np.quantile(peaks, 0.999)),
+        )
+
+    def problems(self, x: np.ndarray) -> list[str | None]:
+        reasons: list[str | None] = []
+        for window in np.asarray(x, dtype=np.float32):
+            present = np.abs(window).max(axis=1) > 0
+            flat = int((window.std(axis=1)[present] < self.min_std).sum())
+            if not present.any() or flat * 2 > present.sum():
+                reasons.append(f"flat signal (no activity on {flat} of {int(present.sum())} leads)")
+            elif np.abs(window).max() > self.max_abs:
+                reasons.append("excursions far beyond any training signal (artefact or not an ECG)")
+            else:
+                reasons.append(None)
+        return reasons
+
+
+@dataclass(frozen=True)
+class OodGuard:
+    """Input bounds plus a Mahalanobis threshold on the features output ``output``."""
+
+    bounds: ImageBounds | SignalBounds
     means: np.ndarray  # (classes, features)
     precision: np.ndarray  # (features, features)
     threshold: float  # on the squared distance
@@ -110,20 +144,27 @@ class OodGuard:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "method": "image checks + Mahalanobis distance on penultimate features",
+            "method": "input checks + Mahalanobis distance on penultimate features",
             "output": self.output,
-            "image_bounds": vars(self.bounds),
+            ("signal_bounds" if isinstance(self.bounds, SignalBounds) else "image_bounds"): vars(
+                self.bounds
+            ),
             "means": np.round(self.means, 6).tolist(),
             "precision": np.round(self.precision, 8).tolist(),
             "threshold": self.threshold,
             "quantile": self.quantile,
-            "fitted_on": "train (means, covariance, image bounds); val (threshold)",
+            "fitted_on": "train (means, covariance, input bounds); val (threshold)",
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "OodGuard":
+        bounds: ImageBounds | SignalBounds = (
+            SignalBounds(**data["signal_bounds"])
+            if "signal_bounds" in data
+            else ImageBounds(**data["image_bounds"])
+        )
         return cls(
-            bounds=ImageBounds(**data["image_bounds"]),
+            bounds=bounds,
             means=np.asarray(data["means"], dtype=np.float64),
             precision=np.asarray(data["precision"], dtype=np.float64),
             threshold=float(data["threshold"]),
@@ -138,8 +179,10 @@ def fit_guard(
     train_y: np.ndarray,
     val_features: np.ndarray,
     quantile: float = QUANTILE,
+    bounds: ImageBounds | SignalBounds | None = None,
 ) -> OodGuard:
-    """Class means and shared covariance on training features; threshold on validation."""
+    """Class means and shared covariance on training features; threshold on validation.
+    ``bounds``: the input checks (default: image bounds fitted on ``train_x``)."""
     from sklearn.covariance import LedoitWolf
 
     f = np.asarray(train_features, dtype=np.float64)
@@ -148,6 +191,6 @@ def fit_guard(
     means = np.stack([f[y == c].mean(axis=0) for c in classes])
     centred = f - means[np.searchsorted(classes, y)]
     precision = LedoitWolf(assume_centered=True).fit(centred).precision_
-    guard = OodGuard(ImageBounds.fit(train_x), means, precision, 0.0, quantile)
+    guard = OodGuard(bounds or ImageBounds.fit(train_x), means, precision, 0.0, quantile)
     threshold = float(np.quantile(guard.distances(val_features), quantile))
     return OodGuard(guard.bounds, means, precision, threshold, quantile)

@@ -72,19 +72,14 @@ def burn_in(frames: np.ndarray, patient: FakePatient) -> np.ndarray:
     return np.concatenate([band, frames], axis=1)
 
 
-def us_dataset(
-    frames: np.ndarray, patient: FakePatient, rng: np.random.Generator, image_top: int = 0
-) -> Dataset:
-    """A DICOM ultrasound image of ``frames`` ``(T, H, W)`` uint8 for ``patient``, whose
-    imaging region starts at row ``image_top`` (the rows above are a label band)."""
-    count, rows, cols = frames.shape
-    sop_class = US_MULTIFRAME_IMAGE_STORAGE if count > 1 else US_IMAGE_STORAGE
+def new_dataset(sop_class: str, rng: np.random.Generator) -> Dataset:
+    """An empty Part 10 dataset of ``sop_class`` with its file meta and new study, series and
+    instance UIDs (drawn from ``rng``, so the same seed gives the same UIDs)."""
     seed = [int(x) for x in rng.integers(0, 2**31, size=4)]
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[str(seed), "sop"])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
-
     ds = Dataset()
     ds.file_meta = meta
     ds.preamble = b"\0" * 128
@@ -92,9 +87,12 @@ def us_dataset(
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[str(seed), "study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[str(seed), "series"])
-    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(seed), "frame"])
-    time = f"{int(rng.integers(7, 18)):02d}{int(rng.integers(0, 60)):02d}00"
+    return ds
 
+
+def describe_patient(ds: Dataset, patient: FakePatient, rng: np.random.Generator) -> None:
+    """The invented patient's and study's identifying attributes."""
+    time = f"{int(rng.integers(7, 18)):02d}{int(rng.integers(0, 60)):02d}00"
     ds.PatientName = patient.name
     ds.PatientID = patient.patient_id
     ds.PatientBirthDate = f"{patient.birth_date:%Y%m%d}"
@@ -107,20 +105,32 @@ def us_dataset(
     ds.AccessionNumber = patient.accession
     ds.StudyID = str(int(rng.integers(1000, 9999)))
     ds.ReferringPhysicianName = patient.referring_physician
-    ds.PerformingPhysicianName = str(rng.choice(_PHYSICIANS))
-    ds.OperatorsName = f"{rng.choice(_FAMILY)}^{rng.choice(_GIVEN)}"
     ds.InstitutionName = patient.institution
     ds.InstitutionAddress = patient.address
+    ds.Manufacturer = "dxserve phantom"
+    ds.DeviceSerialNumber = f"SN{int(rng.integers(10**5, 10**6))}"
+    ds.SoftwareVersions = __version__
+
+
+def us_dataset(
+    frames: np.ndarray, patient: FakePatient, rng: np.random.Generator, image_top: int = 0
+) -> Dataset:
+    """A DICOM ultrasound image of ``frames`` ``(T, H, W)`` uint8 for ``patient``, whose
+    imaging region starts at row ``image_top`` (the rows above are a label band)."""
+    count, rows, cols = frames.shape
+    sop_class = US_MULTIFRAME_IMAGE_STORAGE if count > 1 else US_IMAGE_STORAGE
+    ds = new_dataset(sop_class, rng)
+    ds.FrameOfReferenceUID = generate_uid(entropy_srcs=[str(ds.StudyInstanceUID), "frame"])
+    describe_patient(ds, patient, rng)
+    ds.PerformingPhysicianName = str(rng.choice(_PHYSICIANS))
+    ds.OperatorsName = f"{rng.choice(_FAMILY)}^{rng.choice(_GIVEN)}"
     ds.StationName = f"ECHO{int(rng.integers(1, 9))}"
     ds.StudyDescription = "Transthoracic echocardiogram"
     ds.SeriesDescription = "Apical 4-chamber"
     ds.Modality = "US"
     ds.SeriesNumber = 1
     ds.InstanceNumber = 1
-    ds.Manufacturer = "dxserve phantom"
     ds.ManufacturerModelName = "echo-phantom"
-    ds.DeviceSerialNumber = f"SN{int(rng.integers(10**5, 10**6))}"
-    ds.SoftwareVersions = __version__
     ds.BodyPartExamined = "HEART"
     ds.ImageType = ["DERIVED", "PRIMARY", "ECHO"]
     ds.BurnedInAnnotation = "YES"

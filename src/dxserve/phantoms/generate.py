@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,8 @@ from dxserve.phantoms.study import make_study
 MANIFEST_COLUMNS = ("path", "label", "finding", "split", "mask")
 FORMATS = ("png", "dicom")
 _CHUNK = 32
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def generate(
@@ -46,7 +49,7 @@ def generate(
         (out, seed, size, fmt, frames, range(i, min(i + _CHUNK, n))) for i in range(0, n, _CHUNK)
     ]
     rows: list[dict[str, str]] = []
-    for chunk_rows in _map(chunks, workers or os.cpu_count() or 1):
+    for chunk_rows in parallel_map(_write_chunk, chunks, workers):
         rows.extend(chunk_rows)
         if on_progress:
             on_progress(len(chunk_rows))
@@ -73,12 +76,14 @@ def generate(
     return manifest
 
 
-def _map(chunks: list, workers: int) -> Iterator[list[dict[str, str]]]:
+def parallel_map(fn: Callable[[T], R], chunks: list[T], workers: int | None) -> Iterator[R]:
+    """``map(fn, chunks)`` in order, over ``workers`` processes (default: every core)."""
+    workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(chunks) <= 1:
-        yield from map(_write_chunk, chunks)
+        yield from map(fn, chunks)
         return
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        yield from pool.map(_write_chunk, chunks)
+        yield from pool.map(fn, chunks)
 
 
 def _write_chunk(job: tuple[Path, int, int, str, int, range]) -> list[dict[str, str]]:

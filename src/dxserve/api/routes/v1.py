@@ -1,6 +1,8 @@
 """The clinical API: diagnoses and models."""
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -20,17 +22,24 @@ from dxserve.services import clinical_view, heatmap_png
 router = APIRouter(prefix="/v1", tags=["clinical"])
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")
+SIGNAL_TYPES = ("text/csv", "application/json", "application/zip")
+BODY_TYPES = (*IMAGE_TYPES, *SIGNAL_TYPES)
 UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {
-            **{t: {"schema": {"type": "string", "format": "binary"}} for t in IMAGE_TYPES},
+            **{t: {"schema": {"type": "string", "format": "binary"}} for t in BODY_TYPES},
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary"},
+                        "file": {
+                            "description": "the image, DICOM object or signal; for a WFDB "
+                            "record, its .hea and .dat files, each as a part named file",
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                        },
                         "model": {"type": "string"},
                     },
                 }
@@ -38,6 +47,14 @@ UPLOAD_SCHEMA = {
         },
     }
 }
+
+
+@dataclass
+class Upload:
+    data: bytes
+    media_type: str
+    model: str | None = None
+    files: dict[str, bytes] | None = None  # a WFDB record's files
 
 
 @router.post("/diagnoses", status_code=201, openapi_extra=UPLOAD_SCHEMA)
@@ -50,36 +67,56 @@ async def create_diagnosis(
     explain: Annotated[
         bool, Query(description="also compute a saliency map (GET …/heatmap.png)")
     ] = False,
+    rate: Annotated[
+        float | None,
+        Query(
+            gt=0, le=20000, description="sampling rate (Hz) of a CSV signal without a time column"
+        ),
+    ] = None,
 ) -> dict[str, Any]:
-    """Diagnose one image or cine (PNG, JPEG or DICOM), raw or as multipart field `file`."""
+    """Diagnose one study: an image or cine (PNG, JPEG, DICOM) or an ECG (DICOM waveform, WFDB
+    as a zip or as multipart files, CSV, JSON), raw or as multipart field `file`; without
+    `model`, the default model of the input's modality."""
     principal.require(Permission.diagnose)
-    data, media_type, form_model = await _read_upload(request)
-    record = await services.diagnose(principal, data, media_type, model or form_model, explain)
+    upload = await _read_upload(request)
+    record = await services.diagnose(
+        principal,
+        upload.data,
+        upload.media_type,
+        model or upload.model,
+        explain,
+        upload.files,
+        rate,
+    )
     response.headers["Location"] = f"/v1/diagnoses/{record['id']}"
     return record
 
 
-async def _read_upload(request: Request) -> tuple[bytes, str, str | None]:
+async def _read_upload(request: Request) -> Upload:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         form = await request.form()
         try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
+            uploads = [u for u in form.getlist("file") if isinstance(u, UploadFile)]
+            if not uploads:
                 raise InvalidInput("multipart form needs a file field named 'file'")
-            data = await upload.read()
             model = form.get("model")
-            media = (upload.content_type or "").lower()
+            model = model if isinstance(model, str) and model else None
+            if len(uploads) > 1:  # a WFDB record's header and signal files
+                files = {Path(u.filename or "").name: await u.read() for u in uploads}
+                return Upload(b"", "application/x-wfdb", model, files)
+            data = await uploads[0].read()
+            media = (uploads[0].content_type or "").lower()
         finally:
             await form.close()
-        if media not in IMAGE_TYPES:
+        if media not in BODY_TYPES:
             media = "application/dicom" if is_dicom(data) else media or "application/octet-stream"
-        return data, media, model if isinstance(model, str) and model else None
-    if content_type not in IMAGE_TYPES:
+        return Upload(data, media, model)
+    if content_type not in BODY_TYPES:
         raise UnsupportedMedia(
-            f"Content-Type must be one of {', '.join(IMAGE_TYPES)} or multipart/form-data"
+            f"Content-Type must be one of {', '.join(BODY_TYPES)} or multipart/form-data"
         )
-    return await request.body(), content_type, None
+    return Upload(await request.body(), content_type)
 
 
 @router.get("/diagnoses/{diagnosis_id}")

@@ -22,10 +22,11 @@ MAX_LEADS = 64
 
 
 def lead_name(raw: str) -> str:
-    """The standard spelling of a lead name (``"Lead I (Einthoven)"`` → ``"I"``); other names
-    are returned stripped."""
+    """The standard spelling of a lead name (``"Lead I (Einthoven)"`` → ``"I"``, ``"aVR,
+    augmented voltage, right"`` → ``"aVR"``); other names are returned stripped."""
     text = re.sub(r"\(.*?\)", "", str(raw)).strip()
     text = re.sub(r"^lead\s+", "", text, flags=re.IGNORECASE).strip()
+    text = text.split(",")[0].strip()  # "aVR, augmented voltage, right" (DICOM's meaning)
     return _BY_KEY.get(text.lower(), text)
 
 

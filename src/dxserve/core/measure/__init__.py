@@ -6,9 +6,10 @@ from typing import Any
 
 from dxserve.core.intake.frames import Frames
 from dxserve.core.intake.signal import Signal
+from dxserve.core.measure.ecg import ecg_intervals
 
 Measure = Callable[[Frames | Signal], dict[str, Any]]
-MEASURES: dict[str, Measure] = {}
+MEASURES: dict[str, Measure] = {"ecg-intervals": ecg_intervals}
 
 
 def measure(names: list[str], sample: Frames | Signal) -> dict[str, Any] | None:

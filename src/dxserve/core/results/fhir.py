@@ -11,6 +11,12 @@ from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
 
+from dxserve.core.results.fhir_ecg import (
+    EKG_STUDY,
+    finding_observations,
+    measurement_observations,
+)
+
 UCUM = "http://unitsofmeasure.org"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
@@ -37,6 +43,8 @@ def _interpretation(record: dict[str, Any]) -> dict[str, Any]:
 
 def diagnosis_bundle(record: dict[str, Any]) -> dict[str, Any]:
     """The FHIR R4 collection Bundle of one stored diagnosis (validated)."""
+    if record.get("modality") == "signal":
+        return _ecg_bundle(record)
     did = record["id"]
     urls = {k: _urn(did, k) for k in ("report", "observation", "device", "study", "patient")}
     model = f"{record['model']} version {record['version']}"
@@ -102,14 +110,7 @@ def diagnosis_bundle(record: dict[str, Any]) -> dict[str, Any]:
         "imagingStudy": [{"reference": urls["study"]}],
         "conclusion": conclusion,
     }
-    device = {
-        "resourceType": "Device",
-        "manufacturer": "dxserve",
-        "deviceName": [{"name": record["model"], "type": "model-name"}],
-        "version": [{"value": str(record["version"])}],
-        "type": {"text": "AI model (software as a medical device candidate)"},
-        "note": [{"text": warning}] if warning else [],
-    }
+    device = _device(record)
     source = record["input"]
     study = {
         "resourceType": "ImagingStudy",
@@ -127,14 +128,70 @@ def diagnosis_bundle(record: dict[str, Any]) -> dict[str, Any]:
         "study": study,
         "patient": patient,
     }
+    return _bundle(did, record["created"], urls, resources)
+
+
+def _device(record: dict[str, Any]) -> dict[str, Any]:
+    warning = record.get("warning") or ""
+    device: dict[str, Any] = {
+        "resourceType": "Device",
+        "manufacturer": "dxserve",
+        "deviceName": [{"name": record["model"], "type": "model-name"}],
+        "version": [{"value": str(record["version"])}],
+        "type": {"text": "AI model (software as a medical device candidate)"},
+    }
+    if warning:
+        device["note"] = [{"text": warning}]
+    return device
+
+
+def _bundle(
+    did: str, created: str, urls: dict[str, str], resources: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     bundle = {
         "resourceType": "Bundle",
         "type": "collection",
         "identifier": {"system": "urn:dxserve:diagnosis", "value": did},
-        "timestamp": record["created"],
+        "timestamp": created,
         "entry": [{"fullUrl": urls[k], "resource": r} for k, r in resources.items()],
     }
-    if not device["note"]:
-        del device["note"]
     Bundle.model_validate(bundle)  # raises on anything FHIR R4 would reject
     return bundle
+
+
+def _ecg_bundle(record: dict[str, Any]) -> dict[str, Any]:
+    """An ECG's report: the rhythm statements and the measurements, each an Observation."""
+    did = record["id"]
+    urls = {k: _urn(did, k) for k in ("report", "device", "patient")}
+    model = f"{record['model']} version {record['version']}"
+    common = {
+        "subject": {"reference": urls["patient"]},
+        "issued": record["created"],
+        "device": {"reference": urls["device"], "display": model},
+    }
+    observations = finding_observations(record, common) + measurement_observations(record, common)
+    for i, observation in enumerate(observations):
+        urls[f"observation-{i}"] = _urn(did, f"observation-{i}")
+        if "note" not in observation and record.get("warning"):
+            observation["note"] = [{"text": record["warning"]}]
+    refer = "yes" if record.get("refer_to_clinician") else "no"
+    probability = record.get("probability")
+    report = {
+        "resourceType": "DiagnosticReport",
+        "status": "preliminary",
+        "category": [{"coding": [{"system": V2_0074, "code": "EC", "display": "Electrocardiac"}]}],
+        "code": {"coding": [EKG_STUDY], "text": "ECG interpretation by " + model},
+        "subject": {"reference": urls["patient"]},
+        "issued": record["created"],
+        "result": [{"reference": urls[f"observation-{i}"]} for i in range(len(observations))],
+        "conclusion": (
+            f"{record['label']}"
+            + (f" (probability {probability:.3f})" if probability is not None else "")
+            + f"; refer to a clinician: {refer}. {record.get('warning') or ''}"
+        ).strip(),
+    }
+    resources: dict[str, dict[str, Any]] = {"report": report}
+    resources.update({f"observation-{i}": o for i, o in enumerate(observations)})
+    resources["device"] = _device(record)
+    resources["patient"] = {"resourceType": "Patient"}
+    return _bundle(did, record["created"], urls, resources)

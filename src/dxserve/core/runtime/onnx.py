@@ -35,8 +35,13 @@ class OnnxModel:
         results = self.session.run(self.output_names, {self.input_name: batch})
         return dict(zip(self.output_names, results, strict=True))
 
+    def run_batches(self, x: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
+        """Every output for model input ``x`` (as the recipe makes it), run in batches."""
+        chunks = [self.run(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        return {name: np.concatenate([c[name] for c in chunks]) for name in self.output_names}
+
     def predict(self, x: np.ndarray, batch_size: int = 64) -> dict[str, np.ndarray]:
-        """Every output for uint8 recipe-resized input ``(N, 3, h, w)``, run in batches."""
+        """Every output for uint8 recipe-resized image input ``(N, 3, h, w)``, in batches."""
         recipe = self.manifest.image_recipe
         chunks = [
             self.run(recipe.normalize(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
