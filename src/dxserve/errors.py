@@ -31,6 +31,12 @@ class WrongModality(InvalidInput):
     code = "wrong_modality"
 
 
+class MissingLeads(InvalidInput):
+    """A signal without a lead the model reads (and not the single lead it reads alone)."""
+
+    code = "missing_leads"
+
+
 class DatasetError(InvalidInput):
     """A dataset on disk is missing, empty or laid out in a way no loader recognises."""
 

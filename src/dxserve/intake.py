@@ -12,6 +12,7 @@ signal tables carry no patient metadata and are stored (sealed) as sent.
 """
 
 import io
+import zipfile
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -125,7 +126,8 @@ class Intake:
             return self.deidentify(tenant_id, body.dataset)
         if body.modality == IMAGE:
             return Received(Frames(decode_bytes(body.data)), body.data)
-        return Received(_decode_signal(body), body.data)
+        signal = _decode_signal(body)
+        return Received(signal, zip_files(body.files) if body.files else body.data)
 
     def deidentify(self, tenant_id: str, dataset: Dataset) -> Received:
         """De-identify ``dataset`` (in place) for the tenant and keep its identity sealed."""
@@ -144,6 +146,23 @@ class Intake:
             str(dataset.get("SOPClassUID", "") or "") or None,
             sop or None,
         )
+
+
+def zip_files(files: dict[str, bytes]) -> bytes:
+    """A WFDB record's files as one zip (what is stored, and read back, for it)."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(files):
+            archive.writestr(zipfile.ZipInfo(name, (1980, 1, 1, 0, 0, 0)), files[name])
+    return out.getvalue()
+
+
+def stored_signal(data: bytes, media_type: str, rate: float | None) -> Signal:
+    """The signal of a stored (de-identified) input: what a diagnosis of it read."""
+    dataset = read_dicom(data)
+    if dataset is not None:
+        return decode_waveform(dataset)
+    return _decode_signal(Body(data, media_type, SIGNAL, rate=rate))
 
 
 def _decode_signal(body: Body) -> Signal:

@@ -20,7 +20,8 @@ from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
 from dxserve.core.intake.decode import decode_bytes, image_pixels, is_dicom
 from dxserve.core.intake.deidentify import reidentify
-from dxserve.core.modality import IMAGE, describe
+from dxserve.core.intake.signal import Signal
+from dxserve.core.modality import IMAGE, SIGNAL, describe
 from dxserve.core.offload import is_small, run_cpu
 from dxserve.core.pipeline import diagnose
 from dxserve.core.results.dicom_sr import (
@@ -29,11 +30,12 @@ from dxserve.core.results.dicom_sr import (
     input_as_secondary_capture,
     uid,
 )
+from dxserve.core.results.ecg_picture import render_ecg
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry, Selection
 from dxserve.core.security.principal import Forbidden, Permission, Principal
 from dxserve.errors import InvalidInput, ModelNotFound, QuotaExceeded, Throttled, WrongModality
-from dxserve.intake import Body, Intake, open_body, part10
+from dxserve.intake import Body, Intake, open_body, part10, stored_signal
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -175,13 +177,21 @@ class Services:
             raise
         self.metrics.request(ref, ok=True)
         result = outcome.diagnosis.to_dict()
+        if isinstance(received.sample, Signal):  # what is needed to read the input again
+            signal = received.sample
+            result["signal"] = {
+                "rate": signal.rate,
+                "leads": list(signal.leads),
+                "seconds": round(signal.seconds, 3),
+            }
         if not outcome.diagnosis.assessed:
             self.metrics.not_assessed.labels(ref.name, str(ref.version)).inc()
         if outcome.saliency is not None:
             map_digest = await asyncio.to_thread(self.blobs.put, outcome.saliency.to_bytes())
             result["explanation"]["sha256"] = map_digest
         digest = await asyncio.to_thread(self.blobs.put, received.stored)
-        stored = StoredInput(digest, media_type, len(received.stored))
+        stored_type = "application/zip" if files else media_type
+        stored = StoredInput(digest, stored_type, len(received.stored))
         diagnosis_id = uuid.uuid4().hex
         study = received.study_uid or uid(diagnosis_id, "study")
         record = await self.diagnoses.add(
@@ -214,6 +224,30 @@ class Services:
             f"this is {body.described()}; no model here reads {describe(body.modality)}{missing}"
         )
 
+    def ecg_picture(self, principal: Principal, diagnosis_id: str) -> bytes:
+        """The ECG a diagnosis read, on standard paper, shaded where it was explained."""
+        principal.require(Permission.read_results)
+        record = clinical_view(self.diagnoses.get(principal.tenant_id, diagnosis_id))
+        if record.get("modality") != SIGNAL:
+            raise NotFound("this diagnosis is not of an ECG: see …/heatmap.png for an image")
+        stored = record["input"]
+        data = self.blobs.get(stored["sha256"])
+        signal = stored_signal(data, stored["media_type"], record["signal"]["rate"])
+        saliency = self.saliency(principal, diagnosis_id)[0] if record.get("explanation") else None
+        return render_ecg(signal, record, saliency)
+
+    def heatmap_image(self, principal: Principal, diagnosis_id: str) -> bytes:
+        """The explanation drawn over the input: the explained frame with its saliency map,
+        or the ECG with its relevant segments shaded."""
+        saliency, data = self.saliency(principal, diagnosis_id)
+        if saliency.rows:  # a signal's leads
+            return self.ecg_picture(principal, diagnosis_id)
+        return heatmap_png(saliency, data)
+
+    def _image_only(self, record: dict[str, Any], what: str) -> None:
+        if record.get("modality", IMAGE) != IMAGE:
+            raise NotFound(f"an ECG diagnosis has no {what}: its results are …/fhir and …/ecg.png")
+
     def saliency(self, principal: Principal, diagnosis_id: str) -> tuple[SaliencyMap, bytes]:
         """A diagnosis's saliency map and the input it explains (caller's tenant only)."""
         principal.require(Permission.read_results)
@@ -241,6 +275,7 @@ class Services:
         """The diagnosis as a DICOM Comprehensive 3D SR (TID 1500), Part 10 bytes."""
         principal.require(Permission.read_results)
         record = clinical_view(self.diagnoses.get(principal.tenant_id, diagnosis_id))
+        self._image_only(record, "DICOM SR")
         source = self.source_dataset(record)
         return self.for_owner(principal.tenant_id, diagnosis_sr(record, source), source)
 
@@ -248,6 +283,7 @@ class Services:
         """The heatmap overlay as a Secondary Capture image in the source study."""
         saliency, data = self.saliency(principal, diagnosis_id)
         record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
+        self._image_only(record, "heatmap image")
         png = heatmap_png(saliency, data)
         with Image.open(io.BytesIO(png)) as image:
             overlay = np.asarray(image.convert("RGB"))

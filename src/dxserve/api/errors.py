@@ -23,6 +23,7 @@ from dxserve.errors import (
     PayloadTooLarge,
     Throttled,
     UnsupportedMedia,
+    MissingLeads,
     WrongModality,
 )
 from dxserve.store.accounts import NotFound
@@ -35,6 +36,7 @@ STATUS: dict[type[DxError], int] = {
     DatasetError: 400,
     UnsupportedMedia: 415,
     WrongModality: 422,
+    MissingLeads: 422,
     PayloadTooLarge: 413,
     Unauthenticated: 401,
     Forbidden: 403,

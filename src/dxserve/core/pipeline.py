@@ -25,6 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from dxserve.core.explain import SaliencyMap, occlusion_inputs, occlusion_map
+from dxserve.core.explain.signal_occlusion import (
+    SEGMENT_S,
+    signal_occlusion_inputs,
+    signal_occlusion_map,
+)
 from dxserve.core.heads import Finding
 from dxserve.core.intake.frames import Frames, frame_indices
 from dxserve.core.intake.signal import Signal
@@ -37,7 +42,7 @@ from dxserve.core.results.finding import Diagnosis, FrameResult, ShadowResult
 from dxserve.core.runtime.batcher import Outputs
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import LoadedModel, Selection
-from dxserve.errors import InvalidInput, WrongModality
+from dxserve.errors import WrongModality
 
 Input = Frames | Signal
 
@@ -143,8 +148,9 @@ async def diagnose(
     saliency = None
     if explain and answer is not None:
         best = max(accepted, key=lambda i: probabilities[i, column])
+        start = 0.0 if prepared.starts is None else float(prepared.starts[best])
         saliency = await _explain(
-            primary, x[best], outputs, best, int(prepared.indices[best]), column
+            primary, x[best], outputs, best, int(prepared.indices[best]), column, start
         )
     done = time.perf_counter()
     multiclass = manifest.task != "binary"
@@ -202,16 +208,54 @@ def _column(manifest: Manifest, findings: list[Finding] | None) -> int:
     return manifest.head.classes.index(best.label)
 
 
-async def _explain(
-    model: LoadedModel, x: np.ndarray, outputs: Outputs, row: int, frame: int, column: int
+async def _occluded_scores(model: LoadedModel, copies: np.ndarray, column: int) -> np.ndarray:
+    """The explained column's score of every occluded copy, through the batcher."""
+    step = model.batcher.max_batch_size
+    runs = [model.batcher.infer(copies[i : i + step]) for i in range(0, len(copies), step)]
+    outs = await asyncio.gather(*runs)
+    return np.concatenate([model.manifest.scores(out)[:, column] for out, _, _ in outs])
+
+
+async def _explain_signal(
+    model: LoadedModel,
+    x: np.ndarray,
+    outputs: Outputs,
+    row: int,
+    window: int,
+    column: int,
+    start: float,
 ) -> SaliencyMap:
-    """Grad-CAM from the model's own output where it has one; occlusion otherwise."""
+    """Occlusion over time, lead by lead: ``values`` (leads, segments) of ``SEGMENT_S`` each
+    from the window's ``start`` (s)."""
     manifest = model.manifest
     recipe = manifest.recipe
-    if not isinstance(recipe, Recipe):
-        raise InvalidInput(f"explanations of {manifest.modality} models are not available yet")
-    size = recipe.size
+    assert isinstance(recipe, SignalRecipe)
+    segment = round(SEGMENT_S * recipe.rate)
+    scores = await _occluded_scores(model, signal_occlusion_inputs(x, segment), column)
+    base = float(manifest.scores({k: v[row : row + 1] for k, v in outputs.items()})[0, column])
+    grid = signal_occlusion_map(base, scores, x.shape[0])
     target = manifest.head.classes[column]
+    shape = (int(x.shape[0]), int(x.shape[1]))
+    return SaliencyMap(grid, SEGMENT_S, start, shape, "occlusion", target, window, recipe.leads)
+
+
+async def _explain(
+    model: LoadedModel,
+    x: np.ndarray,
+    outputs: Outputs,
+    row: int,
+    frame: int,
+    column: int,
+    start: float = 0.0,
+) -> SaliencyMap:
+    """Grad-CAM from the model's own output where it has one; occlusion otherwise (over
+    patches of an image, or segments of each lead of a signal)."""
+    manifest = model.manifest
+    recipe = manifest.recipe
+    target = manifest.head.classes[column]
+    if isinstance(recipe, SignalRecipe):
+        return await _explain_signal(model, x, outputs, row, frame, column, start)
+    size = recipe.size
     spec = manifest.explanation
     if spec and spec["output"] in outputs:
         values = outputs[spec["output"]][row]
@@ -224,11 +268,7 @@ async def _explain(
             target,
             frame,
         )
-    occluded = occlusion_inputs(x)
-    step = model.batcher.max_batch_size
-    runs = [model.batcher.infer(occluded[i : i + step]) for i in range(0, len(occluded), step)]
-    outs = await asyncio.gather(*runs)
-    scores = np.concatenate([manifest.scores(out)[:, column] for out, _, _ in outs])
+    scores = await _occluded_scores(model, occlusion_inputs(x), column)
     base = float(manifest.scores({k: v[row : row + 1] for k, v in outputs.items()})[0, column])
     grid, stride, offset = occlusion_map(base, scores, size)
     return SaliencyMap(grid, stride, offset, size, "occlusion", target, frame)

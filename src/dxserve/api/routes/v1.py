@@ -17,7 +17,7 @@ from dxserve.core.results.fhir import diagnosis_bundle
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
 from dxserve.errors import InvalidInput, UnsupportedMedia
-from dxserve.services import clinical_view, heatmap_png
+from dxserve.services import clinical_view
 
 router = APIRouter(prefix="/v1", tags=["clinical"])
 
@@ -137,8 +137,21 @@ async def get_heatmap_png(
     diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> Response:
     """The saliency map over the explained frame, with a colour bar (diagnose with explain=true)."""
-    saliency, data = services.saliency(principal, diagnosis_id)
-    png = await asyncio.to_thread(heatmap_png, saliency, data)
+    png = await asyncio.to_thread(services.heatmap_image, principal, diagnosis_id)
+    return Response(png, media_type="image/png")
+
+
+@router.get(
+    "/diagnoses/{diagnosis_id}/ecg.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}}},
+)
+async def get_ecg_png(
+    diagnosis_id: str, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """The ECG on standard paper (25 mm/s, 10 mm/mV, 12-lead layout and a rhythm strip), the
+    answer and the measurements, with the explained segments shaded (explain=true)."""
+    png = await asyncio.to_thread(services.ecg_picture, principal, diagnosis_id)
     return Response(png, media_type="image/png")
 
 

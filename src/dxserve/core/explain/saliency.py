@@ -21,6 +21,7 @@ class SaliencyMap:
     method: str
     target: str
     frame: int = 0
+    rows: tuple[str, ...] = ()  # what each row is, where rows are not pixels (a signal's leads)
 
     def on_image(self, height: int, width: int) -> np.ndarray:
         """The map resampled (bilinear) onto a ``height × width`` image that the recipe resized
@@ -45,6 +46,7 @@ class SaliencyMap:
             "stride": self.stride,
             "offset": self.offset,
             "input_size": list(self.input_size),
+            **({"rows": list(self.rows)} if self.rows else {}),
         }
 
     def to_bytes(self) -> bytes:
@@ -64,4 +66,5 @@ class SaliencyMap:
             method=description["method"],
             target=description["target"],
             frame=int(description.get("frame", 0)),
+            rows=tuple(description.get("rows", ())),
         )

@@ -18,7 +18,7 @@ import numpy as np
 from scipy.signal import butter, filtfilt, iirnotch, resample_poly, sosfiltfilt
 
 from dxserve.core.intake.signal import Signal
-from dxserve.errors import InvalidInput
+from dxserve.errors import InvalidInput, MissingLeads
 
 FILTER_ORDER = 4  # per pass; filtfilt runs it forward and back
 MAINS_HZ = (50.0, 60.0)  # notched where the rate allows: the band-pass alone leaves some hum
@@ -55,7 +55,7 @@ class SignalRecipe:
         single = self.single_lead
         if single is None or list(have) != [single.lower()]:
             alone = f", or lead {single} alone" if single else ""
-            raise InvalidInput(
+            raise MissingLeads(
                 f"the signal lacks lead(s) {', '.join(missing)}; this model reads "
                 f"{', '.join(self.leads)}{alone}"
             )

@@ -43,7 +43,10 @@ class ResultObject:
 
 
 def result_objects(record: dict[str, Any]) -> list[ResultObject]:
-    """The SR of a diagnosis and, when it was explained, its heatmap."""
+    """The SR of a diagnosis and, when it was explained, its heatmap (an image's: an ECG's
+    report is its FHIR bundle and its picture; no ECG SR, TID 3700, is built)."""
+    if record.get("modality", "image") != "image":
+        return []
     did = record["id"]
     objects = [
         ResultObject(
