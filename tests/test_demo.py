@@ -1,6 +1,8 @@
-"""The demo model that `make serve` prepares: the seed CNN, trained with the seed's settings on
+"""The demo models that `make serve` prepares. The seed CNN, trained with the seed's settings on
 phantoms, must reach ROC AUC ≥ 0.95, ECE ≤ 0.03 and a saliency pointing game ≥ 0.9 on held-out
-phantoms from another seed, and its guard must refuse what is not an echo."""
+phantoms from another seed, and its guard must refuse what is not an echo. The ECG RNN must
+reach macro-AUC ≥ 0.98, AF F1 ≥ 0.95, macro-F1 ≥ 0.90, ECE ≤ 0.03 and, on lead II alone,
+macro-AUC ≥ 0.95 on held-out ECG phantoms, its intervals within 10 ms (PR, QRS) and 20 ms (QT)."""
 
 import os
 import subprocess
@@ -40,3 +42,14 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     for name in ("CT slices", "MR slices", "blank frames", "uniform noise", "photographs (colour)"):
         assert ood["refusal_rates"][name]["rate"] >= 0.9, (name, ood["refusal_rates"][name])
     assert manifest.not_for_clinical_use
+
+    ecg = ModelRepository(tmp_path / "models").resolve("ecg-rnn").manifest()
+    held_out = ecg.evaluations["test:all"]
+    assert held_out["records"] == 600
+    assert held_out["auc"] >= 0.98, held_out["per_class"]
+    assert held_out["per_class"]["atrial_fibrillation"]["f1"] >= 0.95
+    assert held_out["f1"] >= 0.90 and held_out["ece"] <= 0.03
+    assert held_out["single_lead"]["auc"] >= 0.95
+    mae = held_out["measurements"]["mae"]
+    assert mae["pr_ms"] <= 10 and mae["qrs_ms"] <= 10 and mae["qt_ms"] <= 20, mae
+    assert ecg.not_for_clinical_use

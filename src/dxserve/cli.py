@@ -364,6 +364,8 @@ def run_evaluation(
 
     root, name, version = parse_model_path(model)
     ref = ModelRepository(root).resolve(name, version)
+    if ref.manifest().modality == "signal":
+        return run_signal_evaluation(ref, data, split, record, quiet)
     dataset = open_dataset(data)
     split = split or default_split(dataset)
     with bar(console) as progress:
@@ -416,6 +418,85 @@ def run_evaluation(
     return summary
 
 
+def run_signal_evaluation(
+    ref: ModelRef, data: Path, split: str | None, record: bool, quiet: bool
+) -> dict[str, object]:
+    """``evaluate`` for a signal model: per-statement metrics, calibration, abstention, the
+    single lead, and the measurements' errors where the dataset has exact intervals."""
+    from dxserve.datasets.signals import open_signal_dataset
+    from dxserve.training.evaluate_signal import evaluate_signal
+
+    dataset = open_signal_dataset(data)
+    split = split or ("test" if "test" in dataset.splits else "all")
+    with bar(console) as progress:
+        task = progress.add_task("evaluate", total=len(dataset.subset(split)), status="")
+        result = evaluate_signal(ref, dataset, split, lambda k: progress.advance(task, k))
+    if record:
+        manifest = ref.manifest()
+        manifest.evaluations[f"{Path(data).name}:{split}"] = result
+        manifest.save(ref.path)
+    if not quiet:
+        table = Table(
+            "statement",
+            "AUC",
+            "F1",
+            "sens",
+            "spec",
+            "tn fp / fn tp",
+            title=f"{ref} on {data} [{split}], {result['records']} records",
+        )
+        for label, m in result["per_class"].items():
+            table.add_row(
+                label,
+                _fmt(m["auc"]),
+                _fmt(m["f1"]),
+                _fmt(m["sensitivity"]),
+                _fmt(m["specificity"]),
+                f"{m['tn']} {m['fp']} / {m['fn']} {m['tp']}",
+            )
+        table.add_row(
+            "macro",
+            _fmt(result["auc"]),
+            _fmt(result["f1"]),
+            _fmt(result["sensitivity"]),
+            _fmt(result["specificity"]),
+            "",
+        )
+        single = result["single_lead"]
+        table.add_row(
+            f"lead {single['lead']} alone (macro)",
+            _fmt(single["auc"]),
+            _fmt(single["f1"]),
+            "",
+            "",
+            "",
+        )
+        console.print(table)
+        summary = Table("measure", "value")
+        summary.add_row("exact match", _fmt(result["accuracy"]))
+        summary.add_row(
+            "ECE served / uncalibrated", f"{result['ece']:.4f} / {result['ece_uncalibrated']:.4f}"
+        )
+        summary.add_row(
+            "Brier served / uncalibrated",
+            f"{result['brier']:.4f} / {result['brier_uncalibrated']:.4f}",
+        )
+        abstention = result["abstention"]
+        summary.add_row(
+            "answered without referral / exact match answered",
+            f"{abstention['coverage']:.3f} / {_fmt(abstention['exact_match_answered'])}",
+        )
+        summary.add_row("OOD false refusals", _fmt(result["ood"]["false_refusal_rate"]))
+        for key, mae in (result.get("measurements") or {}).get("mae", {}).items():
+            measured = result["measurements"]
+            summary.add_row(
+                f"{key}: MAE (measured / absent)",
+                f"{_fmt(mae)} ({measured['measured'][key]} / {measured['absent'][key]})",
+            )
+        console.print(summary)
+    return result
+
+
 @app.command()
 def card(
     model: Annotated[str, typer.Argument(help="REPO/model or REPO/model/VERSION.")],
@@ -458,7 +539,7 @@ def prepare(
     data_dir: DataDirOption = None,
     model_repository: RepositoryOption = None,
 ) -> None:
-    """Prepare the demo model (if absent) and a dev admin key (if there is no key), then exit."""
+    """Prepare the demo models (those absent) and a dev admin key (if there is no key), then exit."""
     settings = _settings(data_dir, model_repository)
     _prepare(settings, demo=True).close_stores()
 
@@ -528,13 +609,13 @@ def _prepare(settings: Settings, demo: bool) -> "Services":
     """Demo model and dev key when missing; the services, built and checked."""
     from dxserve.core.runtime.onnx import OnnxModel
     from dxserve.core.security.envelope import KeyRing
-    from dxserve.demo import prepare_demo_model
+    from dxserve.demo import prepare_demo_models
     from dxserve.server import build_services
 
     KeyRing.from_settings(settings.master_secret, settings.master_key_file)  # refuse early
     repo = ModelRepository(settings.repository)
-    if demo and settings.default_model not in repo.models():
-        prepare_demo_model(settings)
+    if demo:
+        prepare_demo_models(settings)
     for name in repo.models():
         model = OnnxModel(repo.resolve(name))
         console.print(f"[green]model ready[/green] {model.ref} ({model.ref.path / 'model.onnx'})")

@@ -17,13 +17,13 @@ from dxserve.errors import (
     DxError,
     InvalidInput,
     MissingDependency,
+    MissingLeads,
     ModelIntegrityError,
     ModelNotFound,
     NotAcceptable,
     PayloadTooLarge,
     Throttled,
     UnsupportedMedia,
-    MissingLeads,
     WrongModality,
 )
 from dxserve.store.accounts import NotFound

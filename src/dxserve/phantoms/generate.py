@@ -48,29 +48,41 @@ def generate(
     chunks = [
         (out, seed, size, fmt, frames, range(i, min(i + _CHUNK, n))) for i in range(0, n, _CHUNK)
     ]
+    description = {
+        "generator": f"dxserve {__version__} phantoms",
+        "synthetic": True,
+        "note": "Synthetic echocardiography phantoms. Not patient data.",
+        "n": n,
+        "seed": seed,
+        "size": size,
+        "format": fmt,
+        "frames": frames,
+    }
+    return write_dataset(
+        out, _write_chunk, chunks, workers, on_progress, description, MANIFEST_COLUMNS
+    )
+
+
+def write_dataset(
+    out: Path,
+    write_chunk: Callable[[T], list[dict[str, str]]],
+    chunks: list[T],
+    workers: int | None,
+    on_progress: Callable[[int], None] | None,
+    description: dict[str, object],
+    columns: tuple[str, ...],
+) -> Path:
+    """Write every chunk (in ``workers`` processes), then ``phantoms.json`` (``description``)
+    and ``manifest.csv`` (one row a study, ``columns``); the manifest's path."""
     rows: list[dict[str, str]] = []
-    for chunk_rows in parallel_map(_write_chunk, chunks, workers):
+    for chunk_rows in parallel_map(write_chunk, chunks, workers):
         rows.extend(chunk_rows)
         if on_progress:
             on_progress(len(chunk_rows))
-    (out / "phantoms.json").write_text(
-        json.dumps(
-            {
-                "generator": f"dxserve {__version__} phantoms",
-                "synthetic": True,
-                "note": "Synthetic echocardiography phantoms. Not patient data.",
-                "n": n,
-                "seed": seed,
-                "size": size,
-                "format": fmt,
-                "frames": frames,
-            },
-            indent=2,
-        )
-    )
+    (out / "phantoms.json").write_text(json.dumps(description, indent=2))
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return manifest

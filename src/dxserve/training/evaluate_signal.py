@@ -74,7 +74,7 @@ def evaluate_signal(
                 "coverage": float(answered.mean()),
                 "exact_match_answered": float(exact[answered].mean()) if answered.any() else None,
             },
-            "ood": {"false_refusal_rate": float((refused[:, 0] > 0.5).mean())},
+            "ood": {"false_refusal_rate": float((refused > 0.5).mean())},
             "confusion": confusion(y, prob >= np.asarray(thresholds), labels),
         }
 

@@ -7,7 +7,6 @@ split, intervals) and ``phantoms.json``. The output depends only on the argument
 number of worker processes.
 """
 
-import csv
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dxserve.phantoms.ecg.dicom import write_ecg
 from dxserve.phantoms.ecg.dipole import LEADS, Beat, synthesise
 from dxserve.phantoms.ecg.noise import add_noise
 from dxserve.phantoms.ecg.rhythm import CLASSES, LABELS, Plan, place_pvcs, plan_record, rr_series
-from dxserve.phantoms.generate import parallel_map
+from dxserve.phantoms.generate import write_dataset
 
 FORMATS = ("npz", "wfdb", "dicom")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
@@ -205,33 +204,20 @@ def generate_ecg(
         (out, seed, seconds, rate, leads, fmt, range(i, min(i + _CHUNK, n)))
         for i in range(0, n, _CHUNK)
     ]
-    rows: list[dict[str, str]] = []
-    for chunk_rows in parallel_map(_write_chunk, chunks, workers):
-        rows.extend(chunk_rows)
-        if on_progress:
-            on_progress(len(chunk_rows))
-    (out / "phantoms.json").write_text(
-        json.dumps(
-            {
-                "generator": f"dxserve {__version__} phantoms ecg",
-                "synthetic": True,
-                "modality": "signal",
-                "note": "Synthetic ECGs from a dipole model with exact fiducial points. Not patient data.",
-                "n": n,
-                "seed": seed,
-                "leads": leads,
-                "seconds": seconds,
-                "rate": rate,
-                "format": fmt,
-                "classes": list(CLASSES),
-                "labels": list(LABELS),
-            },
-            indent=2,
-        )
+    description = {
+        "generator": f"dxserve {__version__} phantoms ecg",
+        "synthetic": True,
+        "modality": "signal",
+        "note": "Synthetic ECGs from a dipole model with exact fiducial points. Not patient data.",
+        "n": n,
+        "seed": seed,
+        "leads": leads,
+        "seconds": seconds,
+        "rate": rate,
+        "format": fmt,
+        "classes": list(CLASSES),
+        "labels": list(LABELS),
+    }
+    return write_dataset(
+        out, _write_chunk, chunks, workers, on_progress, description, MANIFEST_COLUMNS
     )
-    manifest = out / "manifest.csv"
-    with manifest.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    return manifest
