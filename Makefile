@@ -51,6 +51,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/deidentification.py
+	$(BIN)/python benchmarks/ecg.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,5 +1,6 @@
 """Shared fixtures: small phantom datasets and a model trained on them, built once per session."""
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -70,9 +71,9 @@ def model_repo(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path, ecg
 POSTGRES = os.environ.get("DXSERVE_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+@contextlib.contextmanager
+def new_postgres_database() -> Iterator[str]:
+    """The URL of a fresh PostgreSQL database, dropped afterwards (skips where there is none)."""
     pytest.importorskip("psycopg", reason="PostgreSQL tests need the postgres extra")
     from sqlalchemy import create_engine, text
     from sqlalchemy.exc import OperationalError
@@ -85,10 +86,19 @@ def postgres_url() -> Iterator[str]:
     except OperationalError as exc:
         admin.dispose()
         pytest.skip(f"PostgreSQL is not reachable at {POSTGRES}: {exc.orig}")
-    yield f"{POSTGRES}/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield f"{POSTGRES}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session's store tests, dropped afterwards."""
+    with new_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -185,9 +185,7 @@ def train(
     architecture: Annotated[Architecture, typer.Argument(help="Network to train.")],
     data: Annotated[Path, typer.Option(help="Dataset: class folders, CSV manifest or EchoNet.")],
     out: Annotated[Path | None, typer.Option(help="Model repository (default: settings).")] = None,
-    epochs: Annotated[
-        int | None, typer.Option(min=1, help="Default: 10 (echo-cnn), 12 (ecg-rnn).")
-    ] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Default: 10.")] = None,
     batch_size: Annotated[int, typer.Option(min=1)] = 32,
     learning_rate: Annotated[float, typer.Option("--lr", min=0)] = 1e-3,
     seed: Annotated[int, typer.Option()] = 0,

@@ -18,6 +18,7 @@ from pydicom.dataset import Dataset
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
+from dxserve.core.heads import JOINER, MULTILABEL
 from dxserve.core.intake.decode import decode_bytes, image_pixels, is_dicom
 from dxserve.core.intake.deidentify import reidentify
 from dxserve.core.intake.signal import Signal
@@ -34,8 +35,15 @@ from dxserve.core.results.ecg_picture import render_ecg
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry, Selection
 from dxserve.core.security.principal import Forbidden, Permission, Principal
-from dxserve.errors import InvalidInput, ModelNotFound, QuotaExceeded, Throttled, WrongModality
-from dxserve.intake import Body, Intake, open_body, part10, stored_signal
+from dxserve.errors import (
+    InvalidInput,
+    ModelNotFound,
+    QuotaExceeded,
+    Throttled,
+    UnsupportedMedia,
+    WrongModality,
+)
+from dxserve.intake import SIGNAL_TYPES, Body, Intake, open_body, part10, stored_signal
 from dxserve.observability import Metrics
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts, NotFound
@@ -164,6 +172,8 @@ class Services:
             body = Body(data, media_type, IMAGE)
         else:
             body = await asyncio.to_thread(open_body, data, media_type, files, rate)
+        if body.modality == IMAGE and media_type in SIGNAL_TYPES:
+            raise UnsupportedMedia(f"the body is an image, which Content-Type {media_type} is not")
         selection = await self._select(model, body)
         ref = selection.primary.ref
         manifest = selection.primary.manifest
@@ -303,16 +313,22 @@ class Services:
         principal.require(Permission.feedback)
         record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
         labels, answer = record["labels"], record["label"]
+        several = record.get("task") == MULTILABEL  # a finding is several statements at once
+
+        def known(label: str) -> bool:
+            return label in labels or (several and all(p in labels for p in label.split(JOINER)))
+
+        choices = f"one of {labels}" + (f", or several joined by {JOINER!r}" if several else "")
         if correct_label is None:
-            if not agree or answer not in labels:
+            if not agree or not known(answer):
                 raise InvalidInput(
-                    f"give correct_label (one of {labels}): the model answered {answer!r}"
+                    f"give correct_label ({choices}): the model answered {answer!r}"
                     + ("" if agree else " and you disagree")
                 )
             correct_label = answer
-        if correct_label not in labels:
-            raise InvalidInput(f"correct_label must be one of {labels}")
-        if answer in labels and agree != (correct_label == answer):
+        if not known(correct_label):
+            raise InvalidInput(f"correct_label must be {choices}")
+        if known(answer) and agree != (correct_label == answer):
             raise InvalidInput(
                 f"agree={str(agree).lower()} contradicts correct_label {correct_label!r} "
                 f"(the model answered {answer!r})"

@@ -2,6 +2,7 @@
 12-lead ECG and phantoms in every format a user sends, the default model chosen by the input's
 modality, intervals, FHIR, the ECG picture, STOW-RS, and clear refusals."""
 
+import contextlib
 import io
 import json
 import zipfile
@@ -23,6 +24,7 @@ from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.api.conftest import auth
 from tests.api.test_v1 import assert_problem, png
+from tests.conftest import new_postgres_database
 
 REAL_ECG = Path(str(get_testdata_file("waveform_ecg.dcm", download=False)))
 DEVICE = {"rr_ms": 982, "pr_ms": 161, "qrs_ms": 75, "qt_ms": 368, "qtc_bazett_ms": 370}
@@ -36,9 +38,10 @@ def ecg_app(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model_repo: Path
 ) -> Iterator[tuple[TestClient, dict[str, str]]]:
     data = tmp_path_factory.mktemp("ecg-api")
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
-    settings = Settings(data_dir=data, model_repository=model_repo, database_url=url)
-    with TestClient(create_app(build_services(settings))) as client:
+    with contextlib.ExitStack() as stack:  # a database of its own: other tests rewrap all of theirs
+        url = stack.enter_context(new_postgres_database()) if request.param == "postgres" else None
+        settings = Settings(data_dir=data, model_repository=model_repo, database_url=url)
+        client = stack.enter_context(TestClient(create_app(build_services(settings))))
         accounts = client.app.state.services.accounts  # type: ignore[attr-defined]
         suffix = request.param
         accounts.create_tenant(f"cardiology-{suffix}")
@@ -47,6 +50,7 @@ def ecg_app(
             "clinician": accounts.create_key(f"cardiology-{suffix}", Role.clinician)[1],
             "admin": accounts.create_key(f"cardiology-{suffix}", Role.admin)[1],
             "other": accounts.create_key(f"elsewhere-{suffix}", Role.clinician)[1],
+            "service": accounts.create_key(f"cardiology-{suffix}", Role.service)[1],
         }
         yield client, keys
 
@@ -222,9 +226,53 @@ def test_stow_rs_sends_an_ecg_to_the_ecg_model(ecg_app: tuple[TestClient, dict[s
     answer = pydicom.Dataset.from_json(response.json())
     (stored,) = answer.ReferencedSOPSequence
     assert "FailedSOPSequence" not in answer
+    services = client.app.state.services  # type: ignore[attr-defined]
     listed = client.get("/v1/diagnoses?limit=5", headers=auth(keys["clinician"])).json()
+    kept = services.blobs.get(listed["items"][0]["input"]["sha256"])  # de-identified on the way in
+    original = pydicom.dcmread(REAL_ECG)
+    received = pydicom.dcmread(io.BytesIO(kept))
+    assert received.PatientName != original.PatientName and "WaveformSequence" in received
+    assert received.PatientID != original.PatientID
     assert any(
         d["model"] == "ecg-rnn" and d["input"]["media_type"] == "application/dicom"
         for d in listed["items"]
     )
     assert stored.ReferencedSOPInstanceUID == pydicom.dcmread(REAL_ECG).SOPInstanceUID
+
+
+def test_a_clinician_corrects_an_ecg_with_several_statements(
+    ecg_app: tuple[TestClient, dict[str, str]],
+) -> None:
+    client, keys = ecg_app
+    made = post(client, keys["clinician"], REAL_ECG.read_bytes(), "application/dicom").json()
+    url = f"/v1/diagnoses/{made['id']}/feedback"
+    correct = "sinus_rhythm + first_degree_av_block"
+    saved = client.post(
+        url,
+        json={"agree": False, "correct_label": correct, "comment": "PR"},
+        headers=auth(keys["clinician"]),
+    )
+    assert saved.status_code == 201, saved.text
+    unknown = client.post(
+        url,
+        json={"agree": False, "correct_label": "sinus_rhythm + flutter"},
+        headers=auth(keys["clinician"]),
+    )
+    assert_problem(unknown, 400, "invalid_input")
+    assert "several joined by ' + '" in unknown.json()["detail"]
+
+
+def test_the_oip_serves_the_ecg_model_unchanged(ecg_app: tuple[TestClient, dict[str, str]]) -> None:
+    client, keys = ecg_app
+    meta = client.get("/v2/models/ecg-rnn", headers=auth(keys["service"])).json()
+    assert meta["inputs"][0]["shape"] == [-1, 12, 1000]
+    x = np.random.default_rng(0).standard_normal((2, 12, 1000)).astype(np.float32)
+    body = {
+        "inputs": [
+            {"name": "ecg", "datatype": "FP32", "shape": [2, 12, 1000], "data": x.ravel().tolist()}
+        ]
+    }
+    response = client.post("/v2/models/ecg-rnn/infer", json=body, headers=auth(keys["service"]))
+    assert response.status_code == 200, response.text
+    outputs = {o["name"]: o for o in response.json()["outputs"]}
+    assert outputs["logit"]["shape"] == [2, 6] and outputs["features"]["shape"] == [2, 64]

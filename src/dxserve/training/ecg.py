@@ -58,7 +58,7 @@ MEASUREMENTS = ["ecg-intervals"]
 
 @dataclass(frozen=True)
 class EcgTrainConfig:
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
     seed: int = 0
