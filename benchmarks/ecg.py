@@ -134,6 +134,7 @@ def main() -> None:
         )
         raw1 = raw(session, 1, args.seconds)
         port = free_port()
+        (work / "data").mkdir()
         process, token, cold = start_server(repository, work / "data", port)
         url = f"http://127.0.0.1:{port}/v1/diagnoses"
         rows: dict[int, list[tuple[float, float, float, float]]] = {1: [], 16: []}

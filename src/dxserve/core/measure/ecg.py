@@ -30,7 +30,7 @@ METHOD = (
     "spatial velocity (QRS), spatial magnitude (P onset), tangent method (T offset)"
 )
 MIN_BEATS = 3
-DETECTION_RATE = 500.0  # R peaks are detected at this rate or below
+DETECTION_RATE = 250.0  # R peaks are detected at this rate or below (XQRS loops in Python)
 SIMILAR = 0.9  # correlation with the median beat below which a beat is set aside as ectopic
 BEFORE_S, AFTER_S = 0.45, 0.7  # the window cut round each R peak
 QRS_FRACTION = 0.06  # of the QRS's peak spatial velocity
