@@ -81,3 +81,18 @@ def test_invalid_cursor(stores) -> None:  # type: ignore[no-untyped-def]
     diagnoses, [(tenant, _), _] = stores
     with pytest.raises(InvalidInput):
         diagnoses.page(tenant, 5, "not-a-cursor")
+
+
+def test_a_multilabel_answer_naming_every_statement_is_stored(stores) -> None:  # type: ignore[no-untyped-def]
+    diagnoses, [(tenant, key), _] = stores
+    statements = (
+        "sinus_rhythm",
+        "sinus_bradycardia",
+        "sinus_tachycardia",
+        "atrial_fibrillation",
+        "premature_ventricular_complexes",
+        "first_degree_av_block",
+    )
+    label = " + ".join(statements)  # 132 characters: over the first schema's 100
+    made = asyncio.run(diagnoses.add(tenant, key, {**result(1), "label": label}, STORED))
+    assert diagnoses.get(tenant, str(made["id"]))["label"] == label

@@ -16,6 +16,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# A multi-label answer names every statement present, joined by " + " (migration 0006).
+LABEL_LENGTH = 400
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -63,7 +66,7 @@ class DiagnosisRow(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
-    label: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(LABEL_LENGTH))
     probability: Mapped[float | None] = mapped_column(Float, nullable=True)
     input_sha256: Mapped[str] = mapped_column(String(64))
     input_media_type: Mapped[str] = mapped_column(String(100))
@@ -90,9 +93,9 @@ class FeedbackRow(Base):
     key_id: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
     version: Mapped[int] = mapped_column(Integer)
-    predicted_label: Mapped[str] = mapped_column(String(100))
+    predicted_label: Mapped[str] = mapped_column(String(LABEL_LENGTH))
     agree: Mapped[bool] = mapped_column(Boolean)
-    correct_label: Mapped[str] = mapped_column(String(100))
+    correct_label: Mapped[str] = mapped_column(String(LABEL_LENGTH))
     comment: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

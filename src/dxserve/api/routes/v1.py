@@ -210,7 +210,7 @@ class FeedbackIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     agree: bool
-    correct_label: str | None = Field(default=None, max_length=100)
+    correct_label: str | None = Field(default=None, max_length=400)  # several statements
     comment: str = Field(default="", max_length=2000)
 
 
