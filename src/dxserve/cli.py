@@ -16,6 +16,7 @@ from dxserve import __version__
 from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app, usage
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
+from dxserve.db_cli import db_app
 from dxserve.dicomweb_cli import dicomweb_app
 from dxserve.errors import DxError, MissingDependency
 from dxserve.progress import bar
@@ -34,6 +35,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(feedback_app, name="feedback")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dicomweb_app, name="dicomweb")
+app.add_typer(db_app, name="db")
 app.command("alias")(set_alias)
 app.command("usage")(usage)
 console = Console(stderr=True)

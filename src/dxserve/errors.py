@@ -55,6 +55,12 @@ class ModelIntegrityError(DxError):
     code = "model_integrity"
 
 
+class SchemaTooNew(DxError):
+    """The database was migrated by a newer dxserve than this one."""
+
+    code = "schema_too_new"
+
+
 class MissingDependency(DxError):
     """An optional extra (e.g. `train`) is needed for this operation."""
 

@@ -5,8 +5,12 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+
+from dxserve.errors import SchemaTooNew
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -32,10 +36,40 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema up to the newest Alembic revision."""
+def _config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this dxserve knows."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def known_revisions() -> set[str]:
+    """Every schema revision this dxserve knows."""
+    return {script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()}
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None: an empty database)."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def migrate(engine: Engine, to: str = "head") -> None:
+    """Bring the schema up to revision ``to`` (the newest); :class:`SchemaTooNew` when the
+    database is at a revision this dxserve does not know (written by a newer release)."""
+    config = _config()
+    current = current_revision(engine)
+    if current is not None and current not in known_revisions():
+        raise SchemaTooNew(
+            f"the database is at schema revision {current}, newer than this dxserve knows "
+            f"(up to {head_revision()}): run the dxserve release that wrote it, or a newer one"
+        )
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, to)
