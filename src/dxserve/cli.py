@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dxserve import __version__
 from dxserve.admin_cli import audit_app, feedback_app, keys_app, set_alias, tenants_app, usage
+from dxserve.backup_cli import backup_app, restore
 from dxserve.core.runtime.repository import ModelRef, ModelRepository, parse_model_path
 from dxserve.core.security.principal import Role
 from dxserve.db_cli import db_app
@@ -36,6 +37,8 @@ app.add_typer(feedback_app, name="feedback")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dicomweb_app, name="dicomweb")
 app.add_typer(db_app, name="db")
+app.add_typer(backup_app, name="backup")
+app.command("restore")(restore)
 app.command("alias")(set_alias)
 app.command("usage")(usage)
 console = Console(stderr=True)
