@@ -55,6 +55,18 @@ class ModelIntegrityError(DxError):
     code = "model_integrity"
 
 
+class StorageUnavailable(DxError):
+    """Stored data cannot be written now (a read-only or missing disk): try again later."""
+
+    code = "storage_unavailable"
+
+
+class StorageFull(StorageUnavailable):
+    """The disk that keeps stored data is full."""
+
+    code = "insufficient_storage"
+
+
 class SchemaTooNew(DxError):
     """The database was migrated by a newer dxserve than this one."""
 

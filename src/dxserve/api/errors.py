@@ -22,6 +22,8 @@ from dxserve.errors import (
     ModelNotFound,
     NotAcceptable,
     PayloadTooLarge,
+    StorageFull,
+    StorageUnavailable,
     Throttled,
     UnsupportedMedia,
     WrongModality,
@@ -44,6 +46,8 @@ STATUS: dict[type[DxError], int] = {
     NotFound: 404,
     ModelIntegrityError: 503,
     MissingDependency: 503,
+    StorageUnavailable: 503,
+    StorageFull: 507,
     Throttled: 429,
     NotAcceptable: 406,
 }
@@ -61,6 +65,7 @@ TITLES = {
     429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
+    507: "Insufficient storage",
 }
 
 

@@ -4,6 +4,7 @@ Every blob is sealed (AES-256-GCM under its own data key, bound to its name) wit
 key ring: nothing is on disk in clear, and a blob swapped for another fails to open.
 """
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dxserve.core.security.envelope import HEADER_BYTES, KeyRing, is_sealed
+from dxserve.errors import StorageFull, StorageUnavailable
 
 
 class BlobStore:
@@ -26,11 +28,19 @@ class BlobStore:
         return self.root / digest[:2] / digest[2:]
 
     def put(self, data: bytes) -> str:
-        """Store ``data``; returns its sha256 (hex)."""
+        """Store ``data``; returns its sha256 (hex). :class:`StorageFull` (no space left) or
+        :class:`StorageUnavailable` (read-only, not a directory, …) when the disk refuses."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
-        if not target.exists():
-            _write_atomically(target, self.keys.seal(data, digest.encode()))
+        try:
+            if not target.exists():
+                _write_atomically(target, self.keys.seal(data, digest.encode()))
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull("the blob store's disk is full") from None
+            raise StorageUnavailable(
+                f"the blob store cannot be written ({errno.errorcode.get(exc.errno or 0, 'error')})"
+            ) from None
         return digest
 
     def get(self, digest: str) -> bytes:
@@ -67,12 +77,21 @@ class BlobStore:
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
+    """Write to a temporary name, fsync, rename, fsync the folder: after a crash the blob is
+    whole or absent, never a prefix a later read would trust."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(temp, target)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+    folder = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
