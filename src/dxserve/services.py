@@ -204,20 +204,23 @@ class Services:
         stored = StoredInput(digest, stored_type, len(received.stored))
         diagnosis_id = uuid.uuid4().hex
         study = received.study_uid or uid(diagnosis_id, "study")
-        record = await self.diagnoses.add(
-            principal.tenant_id, principal.key_id, result, stored, diagnosis_id, study
-        )
-        self.usage.record(
-            principal.tenant_id,
-            principal.key_id,
-            ref.name,
-            ref.version,
-            "diagnosis",
-            images=1,
-            frames=len(outcome.diagnosis.frames),
-            compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
-            size=len(received.stored),
-            outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
+        # The diagnosis and its usage event commit side by side; the answer waits for both.
+        record, _ = await asyncio.gather(
+            self.diagnoses.add(
+                principal.tenant_id, principal.key_id, result, stored, diagnosis_id, study
+            ),
+            self.usage.commit(
+                principal.tenant_id,
+                principal.key_id,
+                ref.name,
+                ref.version,
+                "diagnosis",
+                images=1,
+                frames=len(outcome.diagnosis.frames),
+                compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
+                size=len(received.stored),
+                outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
+            ),
         )
         return clinical_view(record)
 
@@ -355,7 +358,7 @@ class Services:
             self.metrics.request(loaded.ref, ok=False)
             raise
         self.metrics.request(loaded.ref, ok=True)
-        self.usage.record(
+        await self.usage.commit(
             principal.tenant_id,
             principal.key_id,
             loaded.ref.name,

@@ -5,7 +5,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,6 +37,7 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served o
 IDENTIFIERS = {"study", "series", "sop"}
 UNAUDITED = {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"}
 Audit = Callable[[dict[str, Any]], None]
+AwaitedAudit = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class RequestContext:
@@ -47,11 +48,15 @@ class RequestContext:
         max_body_bytes: int,
         audit: Audit | None = None,
         timeout_s: float | None = None,
+        record: AwaitedAudit | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.audit = audit
+        # A request answered with a result (2xx) starts its response only once its audit event
+        # is committed: no client holds patient data whose access the trail could lose.
+        self.record = record
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,6 +82,7 @@ class RequestContext:
         received = 0
         body_complete = False
         responding = False
+        audited = False
 
         async def limited_receive() -> Message:
             nonlocal received, body_complete
@@ -89,13 +95,18 @@ class RequestContext:
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, location, responding
+            nonlocal status, location, responding, audited
             if message["type"] == "http.response.start":
                 responding = True
                 status = message["status"]
                 for name, value in message.get("headers", []):
                     if name == b"location":
                         location = value.decode("latin-1")
+                if 200 <= status < 300 and self.record is not None:
+                    event = self._event(scope, status, request_id, location)
+                    if event is not None:
+                        await self.record(event)
+                    audited = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -120,13 +131,23 @@ class RequestContext:
             await _problem(scope, send, request_id, status, code, detail)
         finally:
             self._log(scope, status, started, request_id)
-            self._audit(scope, status, request_id, location)
+            if not audited:
+                self._audit(scope, status, request_id, location)
 
     def _audit(self, scope: Scope, status: int, request_id: str, location: str | None) -> None:
-        """Queue the request's audit event for the next group commit (after the response)."""
+        """Queue the audit event of a request that got no result (a refusal, an error) for the
+        next group commit, after its response."""
+        event = self._event(scope, status, request_id, location)
+        if event is not None and self.audit is not None:
+            self.audit(event)
+
+    def _event(
+        self, scope: Scope, status: int, request_id: str, location: str | None
+    ) -> dict[str, Any] | None:
+        """The request's audit event; None for what is not audited."""
         path = scope["path"]
         if self.audit is None or path in UNAUDITED or path.startswith(DOCS):
-            return
+            return None
         route = getattr(scope.get("route"), "path", None) or path
         state: dict[str, Any] = scope.get("state", {})
         params = scope.get("path_params") or {}
@@ -134,7 +155,7 @@ class RequestContext:
         named = {k: v for k, v in params.items() if k not in IDENTIFIERS}
         resource = resource or ",".join(f"{k}={v}" for k, v in named.items()) or None
         client = scope.get("client")
-        event = audit_event(
+        return audit_event(
             f"{scope['method']} {route}",
             status,
             tenant_id=state.get("tenant_id"),
@@ -144,7 +165,6 @@ class RequestContext:
             source=client[0] if client else None,
             request_id=request_id,
         )
-        self.audit(event)
 
     def _log(self, scope: Scope, status: int, started: float, request_id: str) -> None:
         elapsed = time.perf_counter() - started

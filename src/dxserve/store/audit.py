@@ -61,10 +61,19 @@ class AuditTrail:
             write=self._append,
             linger_s=LINGER_S,
         )
+        # Events a response waits for commit at once (no linger): one transaction carries
+        # every event that arrived meanwhile. Both writers append to the one chain, whose head
+        # row each transaction locks.
+        self.awaited = GroupCommitter(
+            engine,
+            AuditEventRow.__table__,  # type: ignore[arg-type]
+            write=self._append,
+        )
 
     async def record(self, event: dict[str, Any]) -> None:
-        """Append ``event`` (see ``audit_event``); returns once it is committed."""
-        await self.writer.insert(event)
+        """Append ``event`` (see ``audit_event``); returns once it is committed: what a
+        request that answers with a result does before its response starts."""
+        await self.awaited.insert(event)
 
     def submit(self, event: dict[str, Any]) -> None:
         """Queue ``event`` for the next group commit without waiting for it: what a request
@@ -126,6 +135,7 @@ class AuditTrail:
                 result.close()
 
     def close(self) -> None:
+        self.awaited.close()
         self.writer.close()
 
 

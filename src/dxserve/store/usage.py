@@ -7,6 +7,7 @@ Every read takes the tenant id: one tenant's usage is never mixed with another's
 import datetime as dt
 import threading
 import time
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -46,10 +47,22 @@ class Usage:
             UsageEventRow.__table__,  # type: ignore[arg-type]
             linger_s=LINGER_S,
         )
+        # Events a response waits for (see ``commit``) go without lingering.
+        self.awaited = GroupCommitter(engine, UsageEventRow.__table__)  # type: ignore[arg-type]
         self._lock = threading.Lock()
         self._month_to_date: dict[str, tuple[str, int, float]] = {}  # tenant → month, n, read at
 
-    def record(
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        """Queue one event (committed within milliseconds; ``close`` flushes the queue); the
+        arguments are :meth:`event`'s."""
+        self.writer.submit(self.event(*args, **kwargs))
+
+    async def commit(self, *args: Any, **kwargs: Any) -> None:
+        """Record one event and return once it is committed: what a metered request does
+        before it answers, so that no answer a client holds goes unbilled."""
+        await self.awaited.insert(self.event(*args, **kwargs))
+
+    def event(
         self,
         tenant_id: str,
         key_id: str,
@@ -61,29 +74,27 @@ class Usage:
         compute_ms: float,
         size: int,
         outcome: str,
-    ) -> None:
-        """Queue one event (committed within milliseconds; ``close`` flushes the queue)."""
+    ) -> dict[str, Any]:
+        """The row of one event (and the tenant's month-to-date count, updated for quotas)."""
         created = utcnow()
-        self.writer.submit(
-            {
-                "id": record_id(),
-                "tenant_id": tenant_id,
-                "key_id": key_id,
-                "model": model,
-                "version": version,
-                "kind": kind,
-                "images": images,
-                "frames": frames,
-                "compute_ms": round(compute_ms, 3),
-                "bytes": size,
-                "outcome": outcome,
-                "created_at": created,
-            }
-        )
         with self._lock:
             entry = self._month_to_date.get(tenant_id)
             if entry and entry[0] == current_month(created):
                 self._month_to_date[tenant_id] = (entry[0], entry[1] + images, entry[2])
+        return {
+            "id": record_id(),
+            "tenant_id": tenant_id,
+            "key_id": key_id,
+            "model": model,
+            "version": version,
+            "kind": kind,
+            "images": images,
+            "frames": frames,
+            "compute_ms": round(compute_ms, 3),
+            "bytes": size,
+            "outcome": outcome,
+            "created_at": created,
+        }
 
     def totals(self, tenant_id: str, start: dt.datetime, end: dt.datetime) -> list[UsageTotal]:
         """Usage of ``[start, end)`` per model version."""
@@ -136,4 +147,5 @@ class Usage:
         return int(count or 0)
 
     def close(self) -> None:
+        self.awaited.close()
         self.writer.close()

@@ -1,0 +1,143 @@
+"""As durable as the answer: `dxserve serve` killed with SIGKILL in the middle of a load at
+concurrency 16, then restarted on the same data — on SQLite and on PostgreSQL. Every diagnosis
+answered 201 is readable, has exactly one audit event and a usage event, and the audit chain
+verifies."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from sqlalchemy import func, select
+
+from dxserve.store.audit import AuditTrail, load_key
+from dxserve.store.database import make_engine
+from dxserve.store.tables import UsageEventRow
+from tests.api.test_tritonclient import free_port, run_server
+from tests.api.test_v1 import png
+from tests.conftest import new_postgres_database
+
+PLANS = "[plans.standard]\nrate_per_second = 1e9\nburst = 1000000000\n"
+LOAD_S = 2.5
+CLIENTS = 16
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'dxserve.db'}"
+        return
+    with new_postgres_database() as url:
+        yield url
+
+
+def start(
+    data: Path, repository: Path, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    port = free_port()
+    with (data / "first.log").open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dxserve", "serve", "--no-demo", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"http://127.0.0.1:{port}/v2/health/ready", timeout=1).ok:
+                break
+        except requests.ConnectionError:
+            time.sleep(0.2)
+    token = re.search(r"dxs_[A-Za-z0-9_-]+", (data / "first.log").read_text())
+    assert token, (data / "first.log").read_text()[-2000:]
+    return process, f"127.0.0.1:{port}", token.group(0)
+
+
+def test_sigkill_under_load_loses_no_answered_record(
+    database: str, tmp_path: Path, trained_repo: Path, phantom_dir: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "plans.toml").write_text(PLANS)
+    env = {
+        **os.environ,
+        "DXSERVE_DATA_DIR": str(data),
+        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
+        "DXSERVE_DATABASE_URL": database,
+        "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
+    }
+    process, url, token = start(data, trained_repo, env)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
+    image = png(phantom_dir)
+    answered: list[str] = []
+    until = time.monotonic() + LOAD_S
+
+    def client() -> None:  # bounded by time; stops at the first refused connection
+        with requests.Session() as session:
+            while time.monotonic() < until + 5:
+                try:
+                    response = session.post(
+                        f"http://{url}/v1/diagnoses", data=image, headers=headers, timeout=10
+                    )
+                except requests.RequestException:
+                    return
+                if response.status_code == 201:
+                    answered.append(response.json()["id"])
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    time.sleep(LOAD_S)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(answered) > 20, "the load never got going"
+
+    for new_url, _ in run_server(
+        data,
+        trained_repo,
+        expect_key=False,
+        DXSERVE_DATABASE_URL=database,
+        DXSERVE_PLANS_FILE=str(data / "plans.toml"),
+    ):
+        auth = {"Authorization": f"Bearer {token}"}
+        for diagnosis in answered:
+            response = requests.get(
+                f"http://{new_url}/v1/diagnoses/{diagnosis}", headers=auth, timeout=30
+            )
+            assert response.status_code == 200, diagnosis
+    engine = make_engine(database)
+    try:
+        trail = AuditTrail(engine, load_key(None, data))
+        created = Counter(
+            e["resource_id"]
+            for e in trail.events()
+            if e["action"] == "POST /v1/diagnoses" and e["status"] == 201
+        )
+        trail.close()
+        assert all(created[d] == 1 for d in answered), [d for d in answered if created[d] != 1]
+        with engine.connect() as connection:
+            usage = connection.execute(
+                select(func.count()).where(UsageEventRow.kind == "diagnosis")
+            ).scalar_one()
+        assert usage >= len(answered)
+    finally:
+        engine.dispose()
+    verified = subprocess.run(
+        [sys.executable, "-m", "dxserve", "audit", "verify"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert verified.returncode == 0, verified.stderr
