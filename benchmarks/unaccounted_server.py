@@ -15,7 +15,7 @@ from dxserve.server import build_services
 from dxserve.settings import Settings
 
 
-async def _nothing(*args: Any) -> None:
+async def _nothing(*args: Any, **kwargs: Any) -> None:
     return None
 
 
