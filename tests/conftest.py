@@ -102,6 +102,18 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def own_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database of the test's own: SQLite at ``tmp_path/data/dxserve.db`` (the data
+    dir's default), or a fresh PostgreSQL database dropped afterwards (never the session's,
+    which other tests fill)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'data' / 'dxserve.db'}"
+        return
+    with new_postgres_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Each store test runs on SQLite (a new file) and on PostgreSQL (a session database)."""
     if request.param == "sqlite":

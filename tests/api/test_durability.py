@@ -11,10 +11,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import requests
 from sqlalchemy import func, select
 
@@ -23,20 +21,10 @@ from dxserve.store.database import make_engine
 from dxserve.store.tables import UsageEventRow
 from tests.api.test_tritonclient import free_port, run_server
 from tests.api.test_v1 import png
-from tests.conftest import new_postgres_database
 
 PLANS = "[plans.standard]\nrate_per_second = 1e9\nburst = 1000000000\n"
 LOAD_S = 2.5
 CLIENTS = 16
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'data' / 'dxserve.db'}"
-        return
-    with new_postgres_database() as url:
-        yield url
 
 
 def start(
@@ -63,7 +51,7 @@ def start(
 
 
 def test_sigkill_under_load_loses_no_answered_record(
-    database: str, tmp_path: Path, trained_repo: Path, phantom_dir: Path
+    own_database_url: str, tmp_path: Path, trained_repo: Path, phantom_dir: Path
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -72,7 +60,7 @@ def test_sigkill_under_load_loses_no_answered_record(
         **os.environ,
         "DXSERVE_DATA_DIR": str(data),
         "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
-        "DXSERVE_DATABASE_URL": database,
+        "DXSERVE_DATABASE_URL": own_database_url,
         "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
     }
     process, url, token = start(data, trained_repo, env)
@@ -107,7 +95,7 @@ def test_sigkill_under_load_loses_no_answered_record(
         data,
         trained_repo,
         expect_key=False,
-        DXSERVE_DATABASE_URL=database,
+        DXSERVE_DATABASE_URL=own_database_url,
         DXSERVE_PLANS_FILE=str(data / "plans.toml"),
     ):
         auth = {"Authorization": f"Bearer {token}"}
@@ -116,7 +104,7 @@ def test_sigkill_under_load_loses_no_answered_record(
                 f"http://{new_url}/v1/diagnoses/{diagnosis}", headers=auth, timeout=30
             )
             assert response.status_code == 200, diagnosis
-    engine = make_engine(database)
+    engine = make_engine(own_database_url)
     try:
         trail = AuditTrail(engine, load_key(None, data))
         created = Counter(

@@ -4,7 +4,6 @@ is refused with a clear message, by the stores, `dxserve db` and `dxserve serve`
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,12 @@ from dxserve.errors import SchemaTooNew
 from dxserve.store.accounts import Accounts
 from dxserve.store.database import current_revision, head_revision, make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
-from tests.conftest import new_postgres_database
 
 RECORD = {"model": "echo-cnn", "version": 1, "label": "abnormal", "probability": 0.91}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database with no schema at all (PostgreSQL: one of its own, not the session's)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'old.db'}"
-        return
-    with new_postgres_database() as url:
-        yield url
-
-
-def test_the_first_schema_upgrades_with_its_data(empty_database: str) -> None:
-    engine = make_engine(empty_database)
+def test_the_first_schema_upgrades_with_its_data(own_database_url: str) -> None:
+    engine = make_engine(own_database_url)
     migrate(engine, to="0001")
     assert current_revision(engine) == "0001"
     key = new_key()
