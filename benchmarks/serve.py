@@ -116,9 +116,12 @@ def server_env(repository: Path, data: Path) -> dict[str, str]:
 
 
 def start_server(
-    repository: Path, data: Path, port: int
+    repository: Path, data: Path, port: int, source: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], str, float]:
+    """`dxserve serve` (of the ``source`` folder's ``src/`` when given: another revision)."""
     env = server_env(repository, data)
+    if source is not None:
+        env["PYTHONPATH"] = str(source / "src")
     log = (data / "serve.log").open("w")
     started = time.perf_counter()
     process = subprocess.Popen(

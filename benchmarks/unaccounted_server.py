@@ -21,7 +21,7 @@ async def _nothing(*args: Any, **kwargs: Any) -> None:
 
 if __name__ == "__main__":
     services = build_services(Settings())
-    services.usage.commit = _nothing  # type: ignore[method-assign]
+    services.usage.stage = lambda *args, **kwargs: None  # type: ignore[method-assign]
     services.throttle = _nothing  # type: ignore[method-assign]
     services.check_quota = _nothing  # type: ignore[method-assign]
     uvicorn.run(

@@ -65,20 +65,16 @@ def audited(action: str, resource_id: str | None, tenant: str | None = None) -> 
     """Record an operator's command in the audit trail (as the local operator, status 0)."""
     engine = database()
     tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
-    trail = audit_trail(engine)
-    try:
-        trail.record_now(
-            audit_event(
-                f"cli: {action}",
-                0,
-                tenant_id=tenant_id,
-                role="operator",
-                resource_id=resource_id,
-                source="local",
-            )
+    audit_trail(engine).record_now(
+        audit_event(
+            f"cli: {action}",
+            0,
+            tenant_id=tenant_id,
+            role="operator",
+            resource_id=resource_id,
+            source="local",
         )
-    finally:
-        trail.close()
+    )
 
 
 PlanOption = Annotated[str, typer.Option(help="Price plan (DXSERVE_PLANS_FILE or built in).")]
@@ -329,11 +325,7 @@ def export_feedback(
 @audit_app.command("verify")
 def verify_audit() -> None:
     """Check the audit trail's hash chain; exit 1 naming the first broken event."""
-    trail = audit_trail()
-    try:
-        verdict = trail.verify()
-    finally:
-        trail.close()
+    verdict = audit_trail().verify()
     if verdict.ok:
         console.print(f"audit trail intact: {verdict.checked} events")
         return
@@ -352,10 +344,6 @@ def export_audit(
     """Write the audit events as a FHIR R4 Bundle of AuditEvent resources."""
     engine = database()
     tenant_id = Accounts(engine).tenant_id(tenant) if tenant else None
-    trail = audit_trail(engine)
-    try:
-        bundle = to_fhir_bundle(list(trail.events(tenant_id)))
-    finally:
-        trail.close()
+    bundle = to_fhir_bundle(list(audit_trail(engine).events(tenant_id)))
     out.write_text(json.dumps(bundle, indent=1))
     console.print(f"{bundle['total']} audit events written to {out}")

@@ -30,6 +30,7 @@ from dxserve.errors import (
 )
 from dxserve.services import Services
 from dxserve.store.accounts import NotFound
+from dxserve.store.ledger import Unit
 
 # PS3.18 Table I.2-1 / PS3.4 failure reasons of STOW-RS.
 OUT_OF_RESOURCES = 0xA700
@@ -71,9 +72,16 @@ class DicomWeb:
     # STOW-RS
 
     async def store(
-        self, principal: Principal, parts: list[bytes], study: str | None, base: str, explain: bool
+        self,
+        principal: Principal,
+        unit: Unit,
+        parts: list[bytes],
+        study: str | None,
+        base: str,
+        explain: bool,
     ) -> tuple[int, Dataset]:
-        """Store and diagnose each part; the HTTP status and the PS3.18 response dataset."""
+        """Store and diagnose each part (the diagnoses added to ``unit``); the HTTP status and
+        the PS3.18 response dataset."""
         principal.require(Permission.diagnose)
         response = Dataset()
         referenced, failed = [], []
@@ -88,7 +96,9 @@ class DicomWeb:
                 continue
             model = self.services.settings.dicomweb_models.get(str(header.get("Modality", "")))
             try:
-                await self.services.diagnose(principal, data, "application/dicom", model, explain)
+                await self.services.diagnose(
+                    principal, unit, data, "application/dicom", model, explain
+                )
             except (ImageTooLarge, QuotaExceeded):
                 failed.append(_sop_item(sop_class, sop, OUT_OF_RESOURCES))
             except (UnsupportedMedia, WrongModality):  # an SR, a waveform, a modality not read

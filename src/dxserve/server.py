@@ -18,7 +18,8 @@ from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
 from dxserve.store.identities import Identities
-from dxserve.store.ratelimit import DatabaseBucket, RateLimiter, RedisBucket
+from dxserve.store.ledger import Ledger
+from dxserve.store.ratelimit import DatabaseBucket, FallbackBucket, RateLimiter, RedisBucket
 from dxserve.store.usage import Usage
 
 
@@ -39,6 +40,7 @@ def build_services(settings: Settings) -> Services:
         on_batch=metrics.on_batch,
     )
     identities = Identities(engine, keys)
+    audit = AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir))
     return Services(
         settings=settings,
         registry=registry,
@@ -47,10 +49,13 @@ def build_services(settings: Settings) -> Services:
         feedback_store=Feedback(engine),
         blobs=BlobStore(settings.data_dir / "blobs", keys),
         metrics=metrics,
-        audit=AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir)),
+        audit=audit,
+        ledger=Ledger(engine, audit),
         usage=Usage(engine),
         limiter=RateLimiter(
-            RedisBucket(settings.redis_url) if settings.redis_url else DatabaseBucket(engine)
+            FallbackBucket(RedisBucket(settings.redis_url), DatabaseBucket(engine))
+            if settings.redis_url
+            else DatabaseBucket(engine)
         ),
         plans=load_plans(settings.plans_file),
         identities=identities,

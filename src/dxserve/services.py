@@ -52,6 +52,7 @@ from dxserve.store.blobs import BlobStore
 from dxserve.store.diagnoses import Diagnoses, StoredInput
 from dxserve.store.feedback import Feedback
 from dxserve.store.identities import Identities
+from dxserve.store.ledger import Ledger, Unit
 from dxserve.store.ratelimit import RateLimiter
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
@@ -91,6 +92,7 @@ class Services:
     blobs: BlobStore
     metrics: Metrics
     audit: AuditTrail
+    ledger: Ledger
     usage: Usage
     limiter: RateLimiter
     plans: dict[str, Plan]
@@ -152,6 +154,7 @@ class Services:
     async def diagnose(
         self,
         principal: Principal,
+        unit: Unit,
         data: bytes,
         media_type: str,
         model: str | None,
@@ -161,8 +164,8 @@ class Services:
     ) -> dict[str, Any]:
         """Tell what the body is, decode it for the model named (or the default model of its
         modality), diagnose it (with a saliency map when ``explain``), store the input and
-        record the result; the stored record. ``files``: a WFDB record's files; ``rate``: a
-        CSV signal's sampling rate."""
+        add the result and its usage to ``unit``; the record. ``files``: a WFDB record's files;
+        ``rate``: a CSV signal's sampling rate."""
         principal.require(Permission.diagnose)
         if not data and not files:
             raise InvalidInput("the request has no image or signal")
@@ -204,23 +207,21 @@ class Services:
         stored = StoredInput(digest, stored_type, len(received.stored))
         diagnosis_id = uuid.uuid4().hex
         study = received.study_uid or uid(diagnosis_id, "study")
-        # The diagnosis and its usage event commit side by side; the answer waits for both.
-        record, _ = await asyncio.gather(
-            self.diagnoses.add(
-                principal.tenant_id, principal.key_id, result, stored, diagnosis_id, study
-            ),
-            self.usage.commit(
-                principal.tenant_id,
-                principal.key_id,
-                ref.name,
-                ref.version,
-                "diagnosis",
-                images=1,
-                frames=len(outcome.diagnosis.frames),
-                compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
-                size=len(received.stored),
-                outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
-            ),
+        record = self.diagnoses.add(
+            unit, principal.tenant_id, principal.key_id, result, stored, diagnosis_id, study
+        )
+        self.usage.stage(
+            unit,
+            principal.tenant_id,
+            principal.key_id,
+            ref.name,
+            ref.version,
+            "diagnosis",
+            images=1,
+            frames=len(outcome.diagnosis.frames),
+            compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
+            size=len(received.stored),
+            outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
         )
         return clinical_view(record)
 
@@ -307,12 +308,13 @@ class Services:
     def feedback(
         self,
         principal: Principal,
+        unit: Unit,
         diagnosis_id: str,
         agree: bool,
         correct_label: str | None,
         comment: str,
     ) -> dict[str, Any]:
-        """Record a clinician's verdict on a diagnosis of the caller's tenant."""
+        """Add a clinician's verdict on a diagnosis of the caller's tenant to ``unit``."""
         principal.require(Permission.feedback)
         record = self.diagnoses.get(principal.tenant_id, diagnosis_id)
         labels, answer = record["labels"], record["label"]
@@ -337,7 +339,7 @@ class Services:
                 f"(the model answered {answer!r})"
             )
         view = self.feedback_store.record(
-            principal.tenant_id, principal.key_id, record, agree, correct_label, comment
+            unit, principal.tenant_id, principal.key_id, record, agree, correct_label, comment
         )
         self.metrics.feedback.labels(
             record["model"], str(record["version"]), answer, correct_label
@@ -345,9 +347,15 @@ class Services:
         return view
 
     async def infer(
-        self, principal: Principal, name: str, version: int | None, inputs: list[Tensor]
+        self,
+        principal: Principal,
+        unit: Unit,
+        name: str,
+        version: int | None,
+        inputs: list[Tensor],
     ) -> tuple[int, dict[str, np.ndarray]]:
-        """Run raw model input through the batcher; the version used and every output."""
+        """Run raw model input through the batcher (its usage added to ``unit``); the version
+        used and every output."""
         principal.require(Permission.infer)
         loaded = await self.registry.get_latest(name, version)
         tensor = self._model_input(inputs, loaded.manifest)
@@ -358,7 +366,8 @@ class Services:
             self.metrics.request(loaded.ref, ok=False)
             raise
         self.metrics.request(loaded.ref, ok=True)
-        await self.usage.commit(
+        self.usage.stage(
+            unit,
             principal.tenant_id,
             principal.key_id,
             loaded.ref.name,
@@ -391,9 +400,8 @@ class Services:
         return given.array
 
     def close_stores(self) -> None:
-        """Commit what the group-commit writers hold, and stop them."""
-        for store in (self.diagnoses, self.audit, self.usage):
-            store.close()
+        """Commit what the ledger's writers hold, and stop them."""
+        self.ledger.close()
 
     async def close(self) -> None:
         await self.registry.close()

@@ -185,7 +185,7 @@ def test_no_injected_phi_survives(app: TestClient, caplog: pytest.LogCaptureFixt
     assert instance.ReferencedSOPInstanceUID == original.SOPInstanceUID
 
     # Nothing at rest holds a marker: every blob opened, the database's files, the blob files.
-    svc.close_stores()  # commit what the group-commit writers (usage, audit) still hold
+    svc.close_stores()  # commit what the ledger's writers (refusals' audit events) still hold
     data_dir = svc.settings.data_dir
     opened = [svc.blobs.get(d) for d in svc.blobs.digests()]
     at_rest = [p.read_bytes() for p in stored_files(data_dir)]

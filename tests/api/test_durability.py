@@ -112,7 +112,6 @@ def test_sigkill_under_load_loses_no_answered_record(
             for e in trail.events()
             if e["action"] == "POST /v1/diagnoses" and e["status"] == 201
         )
-        trail.close()
         assert all(created[d] == 1 for d in answered), [d for d in answered if created[d] != 1]
         with engine.connect() as connection:
             usage = connection.execute(

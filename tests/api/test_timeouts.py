@@ -8,6 +8,9 @@ from starlette.types import Message, Receive, Scope, Send
 
 from dxserve.api.middleware import RequestContext
 from dxserve.observability import Metrics
+from dxserve.store.audit import AuditTrail
+from dxserve.store.database import make_engine
+from dxserve.store.ledger import Ledger
 
 
 async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -22,7 +25,11 @@ async def slow_app(scope: Scope, receive: Receive, send: Send) -> None:
 def call(path: str, messages: list[Message]) -> tuple[int, dict[str, Any]]:
     """Run one request through RequestContext (0.2 s limit); its status and JSON body."""
     scope = {"type": "http", "method": "POST", "path": path, "headers": [], "client": None}
-    middleware = RequestContext(slow_app, Metrics(), max_body_bytes=1 << 20, timeout_s=0.2)
+    engine = make_engine("sqlite://")  # nothing is written: the slow app writes nothing
+    ledger = Ledger(engine, AuditTrail(engine, b"key"))
+    middleware = RequestContext(
+        slow_app, Metrics(), 1 << 20, ledger=ledger, audit=False, timeout_s=0.2
+    )
     sent: list[Message] = []
 
     async def receive() -> Message:
@@ -35,6 +42,7 @@ def call(path: str, messages: list[Message]) -> tuple[int, dict[str, Any]]:
         sent.append(message)
 
     asyncio.run(middleware(scope, receive, send))
+    ledger.close()
     return sent[0]["status"], json.loads(sent[1]["body"])
 
 

@@ -11,6 +11,7 @@ from dxserve.core.security.audit_chain import GENESIS
 from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
 from dxserve.store.audit import AuditTrail
 from dxserve.store.database import make_engine, migrate
+from dxserve.store.ledger import Ledger, Unit
 from dxserve.store.tables import AuditEventRow, AuditHead
 
 KEY = b"test-key-not-a-secret"
@@ -27,25 +28,29 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def fill(trail: AuditTrail, n: int) -> None:
-    async def many() -> None:
-        await asyncio.gather(
-            *(
-                trail.record(audit_event("GET /v1/diagnoses/{id}", 200, resource_id=str(i)))
-                for i in range(n)
-            )
-        )
+def fill(trail: AuditTrail | Ledger, n: int) -> None:
+    """``n`` events, each committed by the ledger as a request's (or one by one)."""
+    events = [audit_event("GET /v1/diagnoses/{id}", 200, resource_id=str(i)) for i in range(n)]
+    if isinstance(trail, AuditTrail):
+        for event in events:
+            trail.record_now(event)
+        return
 
-    asyncio.run(many())
+    async def many(ledger: Ledger) -> None:
+        await asyncio.gather(*(ledger.commit(Unit(events=[e])) for e in events))
+
+    asyncio.run(many(trail))
 
 
 def test_concurrent_appends_form_one_intact_chain(engine: Engine) -> None:
     trail = AuditTrail(engine, KEY)
-    fill(trail, 50)
-    assert trail.writer.transactions < 50  # group commit: fewer transactions than events
-    # A second "process" (another trail over its own engine) appending at the same time.
-    other = AuditTrail(make_engine(str(engine.url.render_as_string(hide_password=False))), KEY)
-    threads = [threading.Thread(target=fill, args=(t, 30)) for t in (trail, other)]
+    ledger = Ledger(engine, trail)
+    fill(ledger, 50)
+    assert ledger.awaited.transactions < 50  # group commit: fewer transactions than events
+    # A second "process" (another ledger over its own engine) appending at the same time.
+    other_engine = make_engine(engine.url.render_as_string(hide_password=False))
+    other = Ledger(other_engine, AuditTrail(other_engine, KEY))
+    threads = [threading.Thread(target=fill, args=(t, 30)) for t in (ledger, other)]
     for t in threads:
         t.start()
     for t in threads:
@@ -59,9 +64,9 @@ def test_concurrent_appends_form_one_intact_chain(engine: Engine) -> None:
             .all()
         )
     assert seqs == list(range(1, 111))
-    trail.close()
+    ledger.close()
     other.close()
-    other.engine.dispose()
+    other_engine.dispose()
 
 
 @pytest.mark.parametrize(
@@ -97,7 +102,6 @@ def test_tampering_is_found_and_named(
                 connection.execute(update(events).where(events.c.seq == seq).values(**values))
     verdict = trail.verify()
     assert not verdict.ok and verdict.broken_at == broken_at and reason in verdict.reason, verdict
-    trail.close()
 
 
 def test_another_key_cannot_verify_or_forge(engine: Engine) -> None:
@@ -107,8 +111,6 @@ def test_another_key_cannot_verify_or_forge(engine: Engine) -> None:
     forger = AuditTrail(engine, b"another key")
     verdict = forger.verify()
     assert verdict.broken_at == 1 and "edited" in verdict.reason
-    trail.close()
-    forger.close()
 
 
 def test_events_export_as_fhir_audit_events(engine: Engine) -> None:
@@ -138,4 +140,3 @@ def test_events_export_as_fhir_audit_events(engine: Engine) -> None:
     assert [e["seq"] for e in trail.events(after=1)] == [2]
     with engine.connect() as connection:
         assert connection.execute(text("select count(*) from audit_events")).scalar() == 2
-    trail.close()

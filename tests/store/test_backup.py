@@ -1,7 +1,6 @@
 """Backups of each database kind: the snapshot, the blobs and the sealed audit key round-trip
 into an empty place; a backup never holds the master key."""
 
-import asyncio
 import tarfile
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from dxserve.store.backup import backup, restore, verify
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses, StoredInput
+from dxserve.store.ledger import Unit
 from tests.conftest import new_postgres_database
 
 
@@ -28,8 +28,10 @@ def fill(url: str, data: Path, keys: KeyRing) -> tuple[str, str, str]:
     _, token = accounts.create_key("st-mary", Role.clinician)
     digest = BlobStore(data / "blobs", keys).put(b"an input of a diagnosis")
     result = {"model": "echo-cnn", "version": 1, "label": "normal", "probability": 0.1}
-    made = asyncio.run(diagnoses.add(tenant, "k", result, StoredInput(digest, "image/png", 23)))
-    diagnoses.close()
+    unit = Unit()
+    made = diagnoses.add(unit, tenant, "k", result, StoredInput(digest, "image/png", 23))
+    with engine.begin() as connection:
+        unit.apply(connection)
     engine.dispose()
     load_key(None, data)  # the audit key, as the server creates it
     return token, str(made["id"]), digest
@@ -52,7 +54,6 @@ def test_postgresql_round_trip(tmp_path: Path) -> None:
         principal = Accounts(engine).authenticate(token)
         kept = Diagnoses(engine)
         assert kept.get(principal.tenant_id, diagnosis)["label"] == "normal"
-        kept.close()
         engine.dispose()
         assert (
             BlobStore(tmp_path / "restored" / "blobs", keys).get(digest)

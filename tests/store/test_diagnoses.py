@@ -1,4 +1,4 @@
-"""Diagnoses: group commit, tenant isolation and cursor pagination on SQLite and PostgreSQL."""
+"""Diagnoses: written by the ledger, tenant isolation and cursor pagination on SQLite and PostgreSQL."""
 
 import asyncio
 
@@ -7,8 +7,10 @@ import pytest
 from dxserve.core.security.principal import Role
 from dxserve.errors import InvalidInput
 from dxserve.store.accounts import Accounts, NotFound
+from dxserve.store.audit import AuditTrail
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.diagnoses import Diagnoses, StoredInput
+from dxserve.store.ledger import Ledger, Unit
 
 STORED = StoredInput("ab" * 32, "image/png", 1234)
 
@@ -22,15 +24,30 @@ def stores(database_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(database_url)
     migrate(engine)
     accounts, diagnoses = Accounts(engine), Diagnoses(engine)
+    ledger = Ledger(engine, AuditTrail(engine, b"test-key"))
     tenants = []
     for name in ("a", "b"):
         unique = f"{name}-{id(diagnoses)}"
         tenant_id = accounts.create_tenant(unique)
         key_id, _ = accounts.create_key(unique, Role.clinician)
         tenants.append((tenant_id, key_id))
-    yield diagnoses, tenants
-    diagnoses.close()
+    yield Writer(diagnoses, ledger), tenants
+    ledger.close()
     engine.dispose()
+
+
+class Writer:
+    """Diagnoses added as a request adds them: in a unit the ledger commits."""
+
+    def __init__(self, diagnoses: Diagnoses, ledger: Ledger) -> None:
+        self.diagnoses, self.ledger = diagnoses, ledger
+        self.get, self.page = diagnoses.get, diagnoses.page
+
+    async def add(self, *args: object) -> dict[str, object]:
+        unit = Unit()
+        record = self.diagnoses.add(unit, *args)  # type: ignore[arg-type]
+        await self.ledger.commit(unit)
+        return record
 
 
 def test_concurrent_writes_share_transactions(stores) -> None:  # type: ignore[no-untyped-def]
@@ -43,8 +60,8 @@ def test_concurrent_writes_share_transactions(stores) -> None:  # type: ignore[n
 
     records = asyncio.run(write())
     assert len({r["id"] for r in records}) == 50
-    assert diagnoses.writer.rows == 50
-    assert diagnoses.writer.transactions < 50  # several rows per commit
+    assert diagnoses.ledger.awaited.items == 50
+    assert diagnoses.ledger.awaited.transactions < 50  # several requests' rows per commit
     for record in records:
         assert diagnoses.get(tenant, str(record["id"])) == record
 

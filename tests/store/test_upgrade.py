@@ -65,7 +65,6 @@ def test_the_first_schema_upgrades_with_its_data(own_database_url: str) -> None:
         assert kept["label"] == "abnormal" and kept["probability"] == 0.91
         assert [d["id"] for d in diagnoses.page("t1", 10, None)[0]] == ["d" * 32]
     finally:
-        diagnoses.close()
         engine.dispose()
 
 

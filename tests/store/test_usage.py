@@ -1,4 +1,4 @@
-"""Usage events on SQLite and PostgreSQL: recorded by group commit, summed per model version."""
+"""Usage events on SQLite and PostgreSQL: staged in a unit of work, summed per model version."""
 
 import datetime as dt
 import time
@@ -8,6 +8,7 @@ import pytest
 from dxserve.errors import InvalidInput
 from dxserve.store.accounts import Accounts
 from dxserve.store.database import make_engine, migrate
+from dxserve.store.ledger import Unit
 from dxserve.store.usage import Usage, current_month, month_bounds
 
 
@@ -17,12 +18,13 @@ def test_totals_per_model_and_month(database_url: str) -> None:
     accounts = Accounts(engine)
     a = accounts.create_tenant(f"usage-a-{time.monotonic_ns()}")
     b = accounts.create_tenant(f"usage-b-{time.monotonic_ns()}")
-    usage = Usage(engine)
-    usage.record(a, "k1", "echo-cnn", 1, "diagnosis", 1, 32, 12.5, 1000, "assessed")
-    usage.record(a, "k1", "echo-cnn", 1, "diagnosis", 1, 1, 2.0, 500, "not_assessed")
-    usage.record(a, "k2", "echo-cnn", 2, "inference", 8, 8, 20.0, 4000, "ok")
-    usage.record(b, "k3", "echo-cnn", 1, "diagnosis", 1, 1, 1.0, 10, "assessed")
-    usage.close()  # commits what is queued
+    usage, unit = Usage(engine), Unit()
+    usage.stage(unit, a, "k1", "echo-cnn", 1, "diagnosis", 1, 32, 12.5, 1000, "assessed")
+    usage.stage(unit, a, "k1", "echo-cnn", 1, "diagnosis", 1, 1, 2.0, 500, "not_assessed")
+    usage.stage(unit, a, "k2", "echo-cnn", 2, "inference", 8, 8, 20.0, 4000, "ok")
+    usage.stage(unit, b, "k3", "echo-cnn", 1, "diagnosis", 1, 1, 1.0, 10, "assessed")
+    with engine.begin() as connection:
+        unit.apply(connection)
     start, end = month_bounds(current_month())
     totals = {(t.model, t.version): t for t in usage.totals(a, start, end)}
     assert set(totals) == {("echo-cnn", 1), ("echo-cnn", 2)}

@@ -67,8 +67,8 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
         RequestContext,
         metrics=services.metrics,
         max_body_bytes=int(services.settings.max_body_mb * 1024 * 1024),
-        audit=services.audit.submit if audit else None,
-        record=services.audit.record if audit else None,
+        ledger=services.ledger,
+        audit=audit,
         timeout_s=services.settings.request_timeout_s,
     )
     return app

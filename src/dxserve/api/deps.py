@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 
 from dxserve.core.security.principal import Principal, Unauthenticated
 from dxserve.services import Services
+from dxserve.store.ledger import Unit
 
 
 async def get_services(request: Request) -> Services:
@@ -44,3 +45,13 @@ async def current_principal(request: Request) -> Principal:
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+async def request_unit(request: Request) -> Unit:
+    """What the request writes: committed with its audit event before its response starts
+    (:class:`dxserve.api.middleware.RequestContext`)."""
+    unit: Unit = request.state.unit
+    return unit
+
+
+RequestUnit = Annotated[Unit, Depends(request_unit)]

@@ -29,6 +29,7 @@ from dxserve.errors import (
     WrongModality,
 )
 from dxserve.store.accounts import NotFound
+from dxserve.store.database import RETRY_AFTER_S, UNAVAILABLE
 
 log = logging.getLogger("dxserve.api")
 
@@ -125,6 +126,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(request, exc.status_code, code, str(exc.detail))
+
+    async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error("database unavailable", extra={"error": type(exc).__name__})
+        detail = "the database is unavailable; retry the request"
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
+        return error_response(request, 503, "database_unavailable", detail, headers)
+
+    for error in UNAVAILABLE:
+        app.add_exception_handler(error, database_unavailable)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

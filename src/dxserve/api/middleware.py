@@ -1,11 +1,11 @@
-"""ASGI middleware: request ids, body-size limit, one JSON log line and a latency sample a request."""
+"""ASGI middleware: request ids, body-size limit, the request's writes and audit event committed
+before its response, one JSON log line and a latency sample a request."""
 
 import asyncio
 import json
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,6 +13,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from dxserve.core.ids import record_id
 from dxserve.core.security.audit_event import audit_event
 from dxserve.observability import Metrics
+from dxserve.store.database import RETRY_AFTER_S, unavailable
+from dxserve.store.ledger import Ledger, Unit
 
 log = logging.getLogger("dxserve.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -36,27 +38,33 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served o
 # route records them as their pseudonyms in ``request.state.audit_resource``.
 IDENTIFIERS = {"study", "series", "sop"}
 UNAUDITED = {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"}
-Audit = Callable[[dict[str, Any]], None]
-AwaitedAudit = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class RequestContext:
+    """Around every request.
+
+    A request answered with a result (2xx) starts its response only once what it wrote (its
+    :class:`~dxserve.store.ledger.Unit`: a diagnosis, feedback, a key, its usage) and its
+    audit event are committed, in one transaction: no client holds an answer, or patient
+    data, whose record a crash could lose. When that commit fails, the response becomes a 503
+    (the database is unavailable) or a 500, and nothing of it exists. A request answered
+    otherwise (4xx, 5xx) writes nothing; its audit event is queued after its response, for a
+    lingering transaction shared by many."""
+
     def __init__(
         self,
         app: ASGIApp,
         metrics: Metrics,
         max_body_bytes: int,
-        audit: Audit | None = None,
+        ledger: Ledger,
+        audit: bool = True,
         timeout_s: float | None = None,
-        record: AwaitedAudit | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.ledger = ledger
         self.audit = audit
-        # A request answered with a result (2xx) starts its response only once its audit event
-        # is committed: no client holds patient data whose access the trail could lose.
-        self.record = record
         self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -67,7 +75,10 @@ class RequestContext:
         headers = dict(scope["headers"])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.match(given) else record_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        unit = Unit()
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        state["unit"] = unit
         status = 500
         location: str | None = None
 
@@ -82,7 +93,8 @@ class RequestContext:
         received = 0
         body_complete = False
         responding = False
-        audited = False
+        committed = False
+        replaced = False  # the app's response, refused by the database, became a 503 or 500
 
         async def limited_receive() -> Message:
             nonlocal received, body_complete
@@ -95,18 +107,28 @@ class RequestContext:
             return message
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status, location, responding, audited
+            nonlocal status, location, responding, committed, replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
-                responding = True
                 status = message["status"]
                 for name, value in message.get("headers", []):
                     if name == b"location":
                         location = value.decode("latin-1")
-                if 200 <= status < 300 and self.record is not None:
+                if 200 <= status < 300:
                     event = self._event(scope, status, request_id, location)
                     if event is not None:
-                        await self.record(event)
-                    audited = True
+                        unit.audit(event)
+                    try:
+                        if unit:
+                            await self.ledger.commit(unit)
+                        committed = True
+                    except Exception as exc:
+                        replaced, responding = True, True
+                        status = await _not_committed(scope, send, request_id, exc)
+                        unit.events.clear()  # the refusal's own event is queued instead
+                        return
+                responding = True
                 message["headers"] = [
                     *message.get("headers", []),
                     (b"x-request-id", request_id.encode()),
@@ -131,22 +153,23 @@ class RequestContext:
             await _problem(scope, send, request_id, status, code, detail)
         finally:
             self._log(scope, status, started, request_id)
-            if not audited:
+            if not committed:
+                unit.discard()
                 self._audit(scope, status, request_id, location)
 
     def _audit(self, scope: Scope, status: int, request_id: str, location: str | None) -> None:
-        """Queue the audit event of a request that got no result (a refusal, an error) for the
-        next group commit, after its response."""
+        """Queue the audit event of a request that got no result (a refusal, an error) for a
+        lingering transaction, after its response."""
         event = self._event(scope, status, request_id, location)
-        if event is not None and self.audit is not None:
-            self.audit(event)
+        if event is not None:
+            self.ledger.submit(Unit(events=[event]))
 
     def _event(
         self, scope: Scope, status: int, request_id: str, location: str | None
     ) -> dict[str, Any] | None:
         """The request's audit event; None for what is not audited."""
         path = scope["path"]
-        if self.audit is None or path in UNAUDITED or path.startswith(DOCS):
+        if not self.audit or path in UNAUDITED or path.startswith(DOCS):
             return None
         route = getattr(scope.get("route"), "path", None) or path
         state: dict[str, Any] = scope.get("state", {})
@@ -202,11 +225,35 @@ async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> N
     await _problem(scope, send, request_id, 413, "payload_too_large", detail)
 
 
-TITLES = {408: "Request timeout", 413: "Payload too large", 503: "Service unavailable"}
+TITLES = {
+    408: "Request timeout",
+    413: "Payload too large",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+async def _not_committed(scope: Scope, send: Send, request_id: str, error: Exception) -> int:
+    """Answer a request whose writes the database refused: 503 with ``Retry-After`` when it
+    is unavailable (stopped, unreachable, locked), else 500; the status sent."""
+    if unavailable(error):
+        detail = "the database is unavailable; nothing of this request was kept: retry it"
+        retry = [(b"retry-after", str(RETRY_AFTER_S).encode())]
+        await _problem(scope, send, request_id, 503, "database_unavailable", detail, retry)
+        return 503
+    log.error("commit failed", extra={"request_id": request_id, "error": type(error).__name__})
+    await _problem(scope, send, request_id, 500, "internal_error", "internal server error")
+    return 500
 
 
 async def _problem(
-    scope: Scope, send: Send, request_id: str, status: int, code: str, detail: str
+    scope: Scope,
+    send: Send,
+    request_id: str,
+    status: int,
+    code: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """A problem+json answer (``{"error": …}`` on the OIP) sent from the middleware itself;
     the connection closes after it."""
@@ -234,6 +281,7 @@ async def _problem(
                 (b"content-length", str(len(payload)).encode()),
                 (b"x-request-id", request_id.encode()),
                 (b"connection", b"close"),
+                *(headers or []),
                 *security_headers(scope),
             ],
         }

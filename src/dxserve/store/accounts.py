@@ -5,8 +5,9 @@ import hashlib
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, Executable, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from dxserve.core.security.principal import (
     parse_scopes,
 )
 from dxserve.errors import DxError, InvalidInput
+from dxserve.store.ledger import Unit
 from dxserve.store.tables import ApiKey, Tenant, utcnow
 
 # A verified token's principal is reused for this long without a database read or a hash. A key
@@ -90,19 +92,25 @@ class Accounts:
         name: str = "",
         scopes: str | None = None,
         expires_at: dt.datetime | None = None,
+        unit: Unit | None = None,
     ) -> tuple[str, str]:
         """A new key for the named tenant: ``(key id, token)``; the token is not kept.
-        ``scopes`` limits it to some of its role's permissions; ``expires_at`` ends it."""
-        return self._add_key(self.tenant_id(tenant), Role(role), name, scopes, expires_at)
+        ``scopes`` limits it to some of its role's permissions; ``expires_at`` ends it.
+        With ``unit``, the key is written when the unit commits; without, at once (so for
+        ``rotate`` and ``revoke``)."""
+        tenant_id = self.tenant_id(tenant)
+        key_id, token, row = self._new_key(tenant_id, Role(role), name, scopes, expires_at)
+        self._write(unit, insert(ApiKey).values(row))
+        return key_id, token
 
-    def _add_key(
+    def _new_key(
         self,
         tenant_id: str,
         role: Role,
         name: str,
         scopes: str | None,
         expires_at: dt.datetime | None,
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, dict[str, object]]:
         limited = parse_scopes(scopes)
         if limited is not None and not limited <= PERMISSIONS[role]:
             extra = sorted(p.value for p in limited - PERMISSIONS[role])
@@ -110,44 +118,70 @@ class Accounts:
         if expires_at is not None and as_utc(expires_at) <= utcnow():
             raise InvalidInput("expires_at must be in the future")
         key = new_key()
-        with Session(self.engine) as session, session.begin():
-            session.add(
-                ApiKey(
-                    id=key.key_id,
-                    tenant_id=tenant_id,
-                    role=role.value,
-                    name=name,
-                    salt=key.salt,
-                    hash=key.hash,
-                    scopes=" ".join(sorted(p.value for p in limited)) if limited else None,
-                    expires_at=expires_at,
-                    created_at=utcnow(),
-                )
-            )
-        return key.key_id, key.token
+        row: dict[str, object] = {
+            "id": key.key_id,
+            "tenant_id": tenant_id,
+            "role": role.value,
+            "name": name,
+            "salt": key.salt,
+            "hash": key.hash,
+            "scopes": " ".join(sorted(p.value for p in limited)) if limited else None,
+            "expires_at": expires_at,
+            "created_at": utcnow(),
+        }
+        return key.key_id, key.token, row
 
     def rotate(
-        self, key_id: str, grace: dt.timedelta, tenant_id: str | None = None
+        self,
+        key_id: str,
+        grace: dt.timedelta,
+        tenant_id: str | None = None,
+        unit: Unit | None = None,
     ) -> tuple[str, str]:
         """A new key like ``key_id`` (tenant, role, name, scopes, expiry); the old one keeps
         working for ``grace``, so clients can switch without an outage."""
-        with Session(self.engine) as session, session.begin():
+        with Session(self.engine) as session:
             old = self._key_row(session, key_id, tenant_id)
-            if not self._usable(old):
-                raise InvalidInput(f"API key {key_id!r} is revoked or expired; create a new one")
-            new_expiry = old.expires_at  # the new key ends when the old one would have
-            ends = utcnow() + grace
-            old.expires_at = min(as_utc(old.expires_at), ends) if old.expires_at else ends
-            spec = (old.tenant_id, Role(old.role), old.name, old.scopes)
-        self._forget(key_id)
-        return self._add_key(*spec, new_expiry)
+        if not self._usable(old):
+            raise InvalidInput(f"API key {key_id!r} is revoked or expired; create a new one")
+        ends = utcnow() + grace
+        shortened = min(as_utc(old.expires_at), ends) if old.expires_at else ends
+        # The new key ends when the old one would have.
+        spec = (old.tenant_id, Role(old.role), old.name, old.scopes, old.expires_at)
+        new_id, token, row = self._new_key(*spec)
+        self._write(
+            unit,
+            update(ApiKey).where(ApiKey.id == key_id).values(expires_at=shortened),
+            insert(ApiKey).values(row),
+            then=lambda: self._forget(key_id),
+        )
+        return new_id, token
 
-    def revoke(self, key_id: str, tenant_id: str | None = None) -> None:
+    def revoke(self, key_id: str, tenant_id: str | None = None, unit: Unit | None = None) -> None:
         """Revoke a key (of ``tenant_id`` only, when given: another tenant's is not found)."""
-        with Session(self.engine) as session, session.begin():
-            key = self._key_row(session, key_id, tenant_id)
-            key.revoked_at = key.revoked_at or utcnow()
-        self._forget(key_id)
+        with Session(self.engine) as session:
+            self._key_row(session, key_id, tenant_id)
+        self._write(
+            unit,
+            update(ApiKey)
+            .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=utcnow()),
+            then=lambda: self._forget(key_id),
+        )
+
+    def _write(
+        self, unit: Unit | None, *statements: Executable, then: Callable[[], None] | None = None
+    ) -> None:
+        """Run ``statements`` when ``unit`` commits, or at once without one; then ``then``."""
+        target = unit if unit is not None else Unit()
+        for statement in statements:
+            target.execute(statement)
+        if then is not None:
+            target.then(then)
+        if unit is None:
+            with self.engine.begin() as connection:
+                target.apply(connection)
+            target.committed()
 
     @staticmethod
     def _key_row(session: Session, key_id: str, tenant_id: str | None) -> ApiKey:

@@ -1,4 +1,4 @@
-"""The audit trail: appended by group commit, chained with a keyed hash, verified on demand.
+"""The audit trail: chained with a keyed hash, verified on demand.
 
 Appends from every server process go through one row (``audit_head``) that each transaction
 updates first: the database's write lock (SQLite) or row lock (PostgreSQL) serialises them,
@@ -15,7 +15,6 @@ from sqlalchemy import Connection, Engine, insert, select, update
 from sqlalchemy.orm import Session
 
 from dxserve.core.security.audit_chain import Verdict, link, verify
-from dxserve.store.group_commit import GroupCommitter
 from dxserve.store.tables import AuditEventRow, AuditHead
 
 FIELDS = (
@@ -31,10 +30,6 @@ FIELDS = (
     "request_id",
 )
 HEAD_ID = 1
-# Events are queued after their responses; gathering them for 100 ms makes transactions fewer
-# and larger: audit + metering cost 14-15 % of throughput at 20 ms, 4-8 % at 100 ms
-# (benchmarks/accounting_cost.py), at no cost to any request's latency.
-LINGER_S = 0.1
 
 
 def load_key(value: str | None, data_dir: Path) -> bytes:
@@ -52,41 +47,20 @@ def load_key(value: str | None, data_dir: Path) -> bytes:
 
 
 class AuditTrail:
+    """The chain: appended by the :class:`~dxserve.store.ledger.Ledger` in the transaction
+    of the writes an event records, or by ``record_now``."""
+
     def __init__(self, engine: Engine, key: bytes) -> None:
         self.engine = engine
         self.key = key
-        self.writer = GroupCommitter(
-            engine,
-            AuditEventRow.__table__,  # type: ignore[arg-type]
-            write=self._append,
-            linger_s=LINGER_S,
-        )
-        # Events a response waits for commit at once (no linger): one transaction carries
-        # every event that arrived meanwhile. Both writers append to the one chain, whose head
-        # row each transaction locks.
-        self.awaited = GroupCommitter(
-            engine,
-            AuditEventRow.__table__,  # type: ignore[arg-type]
-            write=self._append,
-        )
-
-    async def record(self, event: dict[str, Any]) -> None:
-        """Append ``event`` (see ``audit_event``); returns once it is committed: what a
-        request that answers with a result does before its response starts."""
-        await self.awaited.insert(event)
-
-    def submit(self, event: dict[str, Any]) -> None:
-        """Queue ``event`` for the next group commit without waiting for it: what a request
-        does after its response, so that a keep-alive connection's next request does not wait
-        for the audit's commit. ``close`` commits what is queued."""
-        self.writer.submit(event)
 
     def record_now(self, event: dict[str, Any]) -> None:
         """Append one event in its own transaction (for the CLI)."""
         with self.engine.begin() as connection:
-            self._append(connection, [event])
+            self.append(connection, [event])
 
-    def _append(self, connection: Connection, events: list[dict[str, Any]]) -> None:
+    def append(self, connection: Connection, events: list[dict[str, Any]]) -> None:
+        """Chain ``events`` onto the head in ``connection``'s transaction."""
         # Write to the head first: this takes the lock that orders appends across processes.
         connection.execute(
             update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq)
@@ -133,10 +107,6 @@ class AuditTrail:
                 yield from result.scalars()
             finally:
                 result.close()
-
-    def close(self) -> None:
-        self.awaited.close()
-        self.writer.close()
 
 
 def _fields(row: AuditEventRow) -> dict[str, Any]:

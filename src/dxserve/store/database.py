@@ -9,10 +9,20 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from dxserve.errors import SchemaTooNew
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# What the database raises when it cannot be reached, is restarting, or stays locked (SQLite's
+# busy timeout): the request may succeed later, so the answer is a 503 with this Retry-After.
+UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
+RETRY_AFTER_S = 5
+
+
+def unavailable(error: BaseException) -> bool:
+    return isinstance(error, UNAVAILABLE)
 
 
 def make_engine(url: str) -> Engine:

@@ -1,4 +1,5 @@
-"""Diagnoses of a tenant: written by group commit, read newest first with cursor pagination.
+"""Diagnoses of a tenant: written with the request's other writes (the ledger), read newest
+first with cursor pagination.
 
 Every read takes the caller's tenant id: isolation is enforced here, not in the routes.
 """
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from dxserve.errors import InvalidInput
 from dxserve.store.accounts import NotFound, as_utc
-from dxserve.store.group_commit import GroupCommitter
+from dxserve.store.ledger import Unit
 from dxserve.store.tables import DiagnosisRow, utcnow
 
 
@@ -29,10 +30,10 @@ class StoredInput:
 class Diagnoses:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.writer = GroupCommitter(engine, DiagnosisRow.__table__)  # type: ignore[arg-type]
 
-    async def add(
+    def add(
         self,
+        unit: Unit,
         tenant_id: str,
         key_id: str,
         result: dict[str, Any],
@@ -40,7 +41,7 @@ class Diagnoses:
         diagnosis_id: str | None = None,
         study_uid: str | None = None,
     ) -> dict[str, Any]:
-        """Record a diagnosis; returns it with its ``id`` and ``created`` time."""
+        """Add a diagnosis to ``unit``; returns it with its ``id`` and ``created`` time."""
         created = utcnow()
         diagnosis_id = diagnosis_id or uuid.uuid4().hex
         record = {
@@ -53,7 +54,8 @@ class Diagnoses:
                 "bytes": stored.size,
             },
         }
-        await self.writer.insert(
+        unit.insert(
+            DiagnosisRow.__table__,  # type: ignore[arg-type]
             {
                 "id": diagnosis_id,
                 "tenant_id": tenant_id,
@@ -68,7 +70,7 @@ class Diagnoses:
                 "result": json.dumps(record),
                 "created_at": created,
                 "study_uid": study_uid,
-            }
+            },
         )
         return record
 
@@ -130,9 +132,6 @@ class Diagnoses:
             for study_uid, result in session.execute(query):
                 found.setdefault(str(study_uid), []).append(json.loads(result))
         return found
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 def _encode_cursor(created: dt.datetime, diagnosis_id: str) -> str:

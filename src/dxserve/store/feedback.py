@@ -9,11 +9,12 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, insert, select
 from sqlalchemy.orm import Session
 
 from dxserve.core.abstention import INDETERMINATE
 from dxserve.core.ood import NOT_ASSESSED
+from dxserve.store.ledger import Unit
 from dxserve.store.tables import DiagnosisRow, FeedbackRow, utcnow
 
 
@@ -33,6 +34,7 @@ class Feedback:
 
     def record(
         self,
+        unit: Unit,
         tenant_id: str,
         key_id: str,
         diagnosis: dict[str, Any],
@@ -40,29 +42,28 @@ class Feedback:
         correct_label: str,
         comment: str,
     ) -> dict[str, Any]:
-        """Store a key's feedback on a diagnosis, replacing that key's earlier feedback on it."""
-        row = FeedbackRow(
-            id=uuid.uuid4().hex,
-            tenant_id=tenant_id,
-            diagnosis_id=diagnosis["id"],
-            key_id=key_id,
-            model=diagnosis["model"],
-            version=diagnosis["version"],
-            predicted_label=diagnosis["label"],
-            agree=agree,
-            correct_label=correct_label,
-            comment=comment,
-            created_at=utcnow(),
-        )
-        view = _view(row)
-        with Session(self.engine) as session, session.begin():
-            session.execute(
-                delete(FeedbackRow).where(
-                    FeedbackRow.diagnosis_id == row.diagnosis_id, FeedbackRow.key_id == key_id
-                )
+        """Add a key's feedback on a diagnosis to ``unit``, replacing that key's earlier
+        feedback on it."""
+        row = {
+            "id": uuid.uuid4().hex,
+            "tenant_id": tenant_id,
+            "diagnosis_id": diagnosis["id"],
+            "key_id": key_id,
+            "model": diagnosis["model"],
+            "version": diagnosis["version"],
+            "predicted_label": diagnosis["label"],
+            "agree": agree,
+            "correct_label": correct_label,
+            "comment": comment,
+            "created_at": utcnow(),
+        }
+        unit.execute(
+            delete(FeedbackRow).where(
+                FeedbackRow.diagnosis_id == row["diagnosis_id"], FeedbackRow.key_id == key_id
             )
-            session.add(row)
-        return view
+        )
+        unit.execute(insert(FeedbackRow).values(row))  # a statement: after the delete
+        return _view(row)
 
     def summary(
         self, model: str, labels: list[str], tenant_id: str | None
@@ -120,15 +121,15 @@ class Feedback:
         return list(newest.values())
 
 
-def _view(row: FeedbackRow) -> dict[str, Any]:
+def _view(row: dict[str, Any]) -> dict[str, Any]:
     return {
-        "id": row.id,
-        "diagnosis_id": row.diagnosis_id,
-        "model": row.model,
-        "version": row.version,
-        "model_label": row.predicted_label,
-        "agree": row.agree,
-        "correct_label": row.correct_label,
-        "comment": row.comment,
-        "created": row.created_at.isoformat(),
+        "id": row["id"],
+        "diagnosis_id": row["diagnosis_id"],
+        "model": row["model"],
+        "version": row["version"],
+        "model_label": row["predicted_label"],
+        "agree": row["agree"],
+        "correct_label": row["correct_label"],
+        "comment": row["comment"],
+        "created": row["created_at"].isoformat(),
     }

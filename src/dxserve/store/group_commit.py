@@ -1,6 +1,6 @@
-"""Group commit: rows from many concurrent requests written in one transaction.
+"""Group commit: what many concurrent requests write, in one transaction.
 
-Each caller awaits its own row's durability, so a response never points at a row that is not
+Each caller awaits its own item's durability, so a response never points at a row that is not
 yet committed; but one commit (one fsync) serves every request that arrived meanwhile.
 """
 
@@ -10,53 +10,59 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, insert
+from sqlalchemy import Connection, Engine
 
-Writer = Callable[[Connection, list[dict[str, Any]]], None]
+T = TypeVar("T")
+Writer = Callable[[Connection, list[T]], None]
 
-MAX_ROWS = 512
+MAX_ITEMS = 512
+# Items nobody awaits are retried this often while the database is unavailable.
+RETRY_S = 1.0
 log = logging.getLogger("dxserve.store")
 
 _STOP = object()
 
 
-class GroupCommitter:
-    """Insert rows into ``table`` from a single writer thread, many rows per transaction
-    (or hand each transaction's rows to ``write``, for rows that need more than an insert)."""
+class GroupCommitter(Generic[T]):
+    """Hand queued items to ``write`` from a single writer thread, many items a transaction."""
 
     def __init__(
         self,
         engine: Engine,
-        table: Table,
-        max_rows: int = MAX_ROWS,
-        write: Writer | None = None,
+        write: Writer[T],
+        name: str,
+        max_items: int = MAX_ITEMS,
         linger_s: float = 0.0,
     ) -> None:
         self.engine = engine
-        self.table = table
-        self.max_rows = max_rows
-        # How long a transaction waits for more rows after its first: fewer, larger
-        # transactions for rows nobody waits on (``submit``); 0 for rows a request awaits.
+        self.name = name
+        self.max_items = max_items
+        # How long a transaction waits for more items after its first: fewer, larger
+        # transactions for items nobody waits on (``submit``); 0 for items a request awaits.
         self.linger_s = linger_s
-        self._write = write or (lambda connection, rows: connection.execute(insert(table), rows))
+        self._write = write
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="dxserve-group-commit", daemon=True)
+        self._stopping = threading.Event()
+        self._failing = False  # logged once an outage, not once a transaction
+        self._thread = threading.Thread(target=self._run, name=f"dxserve-{name}", daemon=True)
         self._thread.start()
         self.transactions = 0
-        self.rows = 0
+        self.items = 0
 
-    def submit(self, row: dict[str, Any]) -> None:
-        """Queue ``row`` without waiting for its commit (it commits within milliseconds, and
-        ``close`` commits whatever is queued); a failed commit is logged."""
-        self._queue.put((row, None, None))
+    def submit(self, item: T) -> None:
+        """Queue ``item`` without waiting for its commit (it commits within milliseconds, and
+        ``close`` commits whatever is queued). While the database is unavailable it is
+        retried every ``RETRY_S``, until ``close``."""
+        self._queue.put((item, None, None))
 
-    async def insert(self, row: dict[str, Any]) -> None:
-        """Insert ``row``; returns once its transaction has committed."""
+    async def commit(self, item: T) -> None:
+        """Write ``item``; returns once its transaction has committed, and raises what the
+        transaction raised if it failed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((row, future, loop))
+        self._queue.put((item, future, loop))
         await future
 
     def _run(self) -> None:
@@ -66,10 +72,10 @@ class GroupCommitter:
                 return
             batch = [item]
             if self.linger_s:
-                # Sleep, then take what came: one wake-up a transaction, not one a row (each
+                # Sleep, then take what came: one wake-up a transaction, not one an item (each
                 # wake-up contends for the GIL with the event loop).
                 time.sleep(self.linger_s)
-            while len(batch) < self.max_rows:
+            while len(batch) < self.max_items:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
@@ -80,21 +86,42 @@ class GroupCommitter:
                 batch.append(nxt)
             self._commit(batch)
 
-    def _commit(self, batch: list[tuple[dict[str, Any], asyncio.Future[None], Any]]) -> None:
-        error: BaseException | None = None
-        try:
-            with self.engine.begin() as connection:
-                self._write(connection, [row for row, _, _ in batch])
-            self.transactions += 1
-            self.rows += len(batch)
-        except Exception as exc:  # every waiting request hears about the failure
-            error = exc
-            log.exception("group commit of %d rows into %s failed", len(batch), self.table.name)
+    def _commit(self, batch: list[tuple[T, asyncio.Future[None] | None, Any]]) -> None:
+        awaited = any(future is not None for _, future, _ in batch)
+        while True:
+            error = self._try(batch)
+            if error is None or awaited or self._stopping.is_set():
+                break
+            time.sleep(RETRY_S)  # nobody waits: keep the items until the database is back
+        if error is not None and awaited and len(batch) > 1:
+            for one in batch:  # one item a transaction: a bad item fails its own request only
+                self._commit([one])
+            return
+        if error is not None and not awaited:
+            log.error("%d items for %s were not written: %s", len(batch), self.name, _reason(error))
         for _, future, loop in batch:
             if future is not None:
                 loop.call_soon_threadsafe(_settle, future, error)
 
+    def _try(self, batch: list[tuple[T, Any, Any]]) -> BaseException | None:
+        try:
+            with self.engine.begin() as connection:
+                self._write(connection, [item for item, _, _ in batch])
+        except Exception as exc:
+            if not self._failing:
+                log.error("%s: the database refused a transaction: %s", self.name, _reason(exc))
+            self._failing = True
+            return exc
+        if self._failing:
+            log.warning("%s: the database accepts transactions again", self.name)
+        self._failing = False
+        self.transactions += 1
+        self.items += len(batch)
+        return None
+
     def close(self) -> None:
+        """Commit what is queued (one try each) and stop the writer."""
+        self._stopping.set()
         self._queue.put(_STOP)
         self._thread.join(timeout=10)
 
@@ -106,3 +133,9 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
+
+
+def _reason(error: BaseException) -> str:
+    """The driver's message, without SQLAlchemy's rendering of the statement's parameters
+    (they may hold results)."""
+    return str(getattr(error, "orig", None) or type(error).__name__).strip()

@@ -1,5 +1,5 @@
 """Per-key rate limits: a token bucket shared by every server process — in the database, or in
-Redis when ``DXSERVE_REDIS_URL`` is set.
+Redis when ``DXSERVE_REDIS_URL`` is set (and in the database while Redis is unreachable).
 
 A process does not touch the shared bucket per request: it leases a few tokens at a time and
 spends them locally. The bucket never grants more than its rate allows, so across all
@@ -7,6 +7,7 @@ processes a key never exceeds its plan; a process may hold at most one unspent l
 (``lease_size`` tokens) that others cannot use until the bucket refills.
 """
 
+import logging
 import math
 import threading
 import time
@@ -16,6 +17,12 @@ from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from dxserve.store.tables import RateBucket
+
+log = logging.getLogger("dxserve.store")
+# While Redis is unreachable, it is tried again this often (a refused connection on the same
+# network costs about a millisecond; a silent one up to REDIS_TIMEOUT_S).
+REDIS_RETRY_S = 5.0
+REDIS_TIMEOUT_S = 0.5
 
 
 class Bucket(Protocol):
@@ -115,9 +122,48 @@ class RedisBucket:
     def __init__(self, url: str) -> None:
         import redis  # the `redis` extra
 
-        self.client = redis.Redis.from_url(url)
+        self.client = redis.Redis.from_url(
+            url, socket_connect_timeout=REDIS_TIMEOUT_S, socket_timeout=REDIS_TIMEOUT_S
+        )
         self.script = self.client.register_script(_LEASE)
+        self.unreachable = (redis.ConnectionError, redis.TimeoutError)
 
     def lease(self, key_id: str, rate: float, burst: int, want: int) -> tuple[int, float]:
         granted, left = self.script(keys=[f"dxserve:rate:{key_id}"], args=[rate, burst, want])
         return int(granted), 0.0 if granted else (1.0 - float(left)) / rate
+
+
+class FallbackBucket:
+    """Redis, and the database while Redis is unreachable: rate limits stay enforced (fail
+    closed would refuse every request) at the cost of a second, separate bucket per key
+    during the outage — a key may get up to twice its rate across the two. Each outage is
+    logged once when it starts and once when it ends, never per request."""
+
+    def __init__(self, redis: RedisBucket, database: DatabaseBucket) -> None:
+        self.redis = redis
+        self.database = database
+        self._down_since: float | None = None
+        self._lock = threading.Lock()
+
+    def lease(self, key_id: str, rate: float, burst: int, want: int) -> tuple[int, float]:
+        with self._lock:
+            down = self._down_since
+        if down is None or time.monotonic() - down >= REDIS_RETRY_S:
+            try:
+                granted = self.redis.lease(key_id, rate, burst, want)
+            except self.redis.unreachable as exc:
+                with self._lock:
+                    if self._down_since is None:
+                        log.warning(
+                            "Redis is unreachable (%s): rate limits use the database until it "
+                            "is back",
+                            type(exc).__name__,
+                        )
+                    self._down_since = time.monotonic()
+            else:
+                with self._lock:
+                    if self._down_since is not None:
+                        log.warning("Redis is reachable again: rate limits use it again")
+                    self._down_since = None
+                return granted
+        return self.database.lease(key_id, rate, burst, want)

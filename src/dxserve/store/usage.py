@@ -1,4 +1,4 @@
-"""Usage metering: one event per billable unit of work, group-committed after the work, summed
+"""Usage metering: one event per billable unit of work, committed with the request's writes, summed
 per model version for usage reports, invoices and monthly quotas.
 
 Every read takes the tenant id: one tenant's usage is never mixed with another's.
@@ -15,11 +15,9 @@ from sqlalchemy.orm import Session
 from dxserve.core.billing.invoice import UsageTotal
 from dxserve.core.ids import record_id
 from dxserve.errors import InvalidInput
-from dxserve.store.group_commit import GroupCommitter
+from dxserve.store.ledger import Unit
 from dxserve.store.tables import UsageEventRow, utcnow
 
-# Like audit events, usage events linger briefly so that one transaction carries many.
-LINGER_S = 0.1
 # A tenant's month-to-date images are re-read this often; between reads, each process adds
 # what it served itself. Several processes may overshoot a quota by what they serve meanwhile.
 QUOTA_REFRESH_S = 2.0
@@ -42,25 +40,13 @@ def current_month(now: dt.datetime | None = None) -> str:
 class Usage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.writer = GroupCommitter(
-            engine,
-            UsageEventRow.__table__,  # type: ignore[arg-type]
-            linger_s=LINGER_S,
-        )
-        # Events a response waits for (see ``commit``) go without lingering.
-        self.awaited = GroupCommitter(engine, UsageEventRow.__table__)  # type: ignore[arg-type]
         self._lock = threading.Lock()
         self._month_to_date: dict[str, tuple[str, int, float]] = {}  # tenant → month, n, read at
 
-    def record(self, *args: Any, **kwargs: Any) -> None:
-        """Queue one event (committed within milliseconds; ``close`` flushes the queue); the
-        arguments are :meth:`event`'s."""
-        self.writer.submit(self.event(*args, **kwargs))
-
-    async def commit(self, *args: Any, **kwargs: Any) -> None:
-        """Record one event and return once it is committed: what a metered request does
-        before it answers, so that no answer a client holds goes unbilled."""
-        await self.awaited.insert(self.event(*args, **kwargs))
+    def stage(self, unit: Unit, *args: Any, **kwargs: Any) -> None:
+        """Add one event to ``unit`` (committed with the request's other writes, before it
+        answers: no answer a client holds goes unbilled); the arguments are :meth:`event`'s."""
+        unit.insert(UsageEventRow.__table__, self.event(*args, **kwargs))  # type: ignore[arg-type]
 
     def event(
         self,
@@ -145,7 +131,3 @@ class Usage:
         with self._lock:
             self._month_to_date[tenant_id] = (month, int(count or 0), time.monotonic())
         return int(count or 0)
-
-    def close(self) -> None:
-        self.awaited.close()
-        self.writer.close()

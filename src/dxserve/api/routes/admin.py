@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from dxserve.api.deps import CurrentPrincipal, ServicesDep
+from dxserve.api.deps import CurrentPrincipal, RequestUnit, ServicesDep
 from dxserve.core.billing.invoice import make_invoice
 from dxserve.core.security.audit_event import to_fhir_bundle
 from dxserve.core.security.principal import Permission, Role
@@ -140,7 +140,11 @@ async def list_keys(
 
 @router.post("/admin/keys", status_code=201)
 async def create_key(
-    body: KeyIn, principal: CurrentPrincipal, services: ServicesDep, tenant: TenantQuery = None
+    body: KeyIn,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    unit: RequestUnit,
+    tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     """A new key of the tenant; the token is in this response only."""
     principal.require(Permission.manage_keys)
@@ -149,7 +153,7 @@ async def create_key(
         raise InvalidInput("only a platform admin may create platform-admin keys")
     scopes = " ".join(s.value for s in body.scopes) if body.scopes is not None else None
     key_id, token = services.accounts.create_key(
-        name, body.role, body.name, scopes, body.expires_at
+        name, body.role, body.name, scopes, body.expires_at, unit
     )
     return {"id": key_id, "token": token}
 
@@ -160,24 +164,29 @@ async def rotate_key(
     body: RotateIn,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    unit: RequestUnit,
     tenant: TenantQuery = None,
 ) -> dict[str, Any]:
     """A new key like this one; this one keeps working for ``grace_hours``."""
     principal.require(Permission.manage_keys)
     tenant_id, _ = services.tenant_scope(principal, tenant)
     grace = dt.timedelta(hours=body.grace_hours)
-    new_id, token = services.accounts.rotate(key_id, grace, tenant_id)
+    new_id, token = services.accounts.rotate(key_id, grace, tenant_id, unit)
     return {"id": new_id, "token": token, "replaces": key_id}
 
 
 @router.delete("/admin/keys/{key_id}", status_code=204)
 async def revoke_key(
-    key_id: str, principal: CurrentPrincipal, services: ServicesDep, tenant: TenantQuery = None
+    key_id: str,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    unit: RequestUnit,
+    tenant: TenantQuery = None,
 ) -> Response:
     """Revoke a key of the tenant at once."""
     principal.require(Permission.manage_keys)
     tenant_id, _ = services.tenant_scope(principal, tenant)
-    services.accounts.revoke(key_id, tenant_id)
+    services.accounts.revoke(key_id, tenant_id, unit)
     return Response(status_code=204)
 
 

@@ -12,6 +12,7 @@ from dxserve.core.security.principal import Principal
 from dxserve.dicomweb import DicomWeb, parse_multipart
 from dxserve.errors import NotAcceptable
 from dxserve.services import Services
+from dxserve.store.ledger import Unit
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -71,10 +72,11 @@ def multipart(objects: list[bytes]) -> Response:
 async def _store(
     request: Request, principal: Principal, services: Services, study: str | None
 ) -> Response:
+    unit: Unit = request.state.unit
     parts = parse_multipart(request.headers.get("content-type", ""), await request.body())
     explain = services.settings.dicomweb_explain
     status, response = await DicomWeb(services).store(
-        principal, parts, study, base_url(request), explain
+        principal, unit, parts, study, base_url(request), explain
     )
     return dicom_json(response.to_json_dict(), status)
 

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from dxserve.api.deps import CurrentPrincipal, ServicesDep
+from dxserve.api.deps import CurrentPrincipal, RequestUnit, ServicesDep
 from dxserve.core.intake.decode import is_dicom
 from dxserve.core.results.card import render_card
 from dxserve.core.results.fhir import diagnosis_bundle
@@ -63,6 +63,7 @@ async def create_diagnosis(
     response: Response,
     principal: CurrentPrincipal,
     services: ServicesDep,
+    unit: RequestUnit,
     model: Annotated[str | None, Query(description="name, name:version or name:alias")] = None,
     explain: Annotated[
         bool, Query(description="also compute a saliency map (GET …/heatmap.png)")
@@ -81,6 +82,7 @@ async def create_diagnosis(
     upload = await _read_upload(request)
     record = await services.diagnose(
         principal,
+        unit,
         upload.data,
         upload.media_type,
         model or upload.model,
@@ -216,12 +218,22 @@ class FeedbackIn(BaseModel):
 
 @router.post("/diagnoses/{diagnosis_id}/feedback", status_code=201)
 async def post_feedback(
-    diagnosis_id: str, body: FeedbackIn, principal: CurrentPrincipal, services: ServicesDep
+    diagnosis_id: str,
+    body: FeedbackIn,
+    principal: CurrentPrincipal,
+    services: ServicesDep,
+    unit: RequestUnit,
 ) -> dict[str, Any]:
     """Agree or disagree with a diagnosis and give the correct label (clinician role). A second
     verdict from the same key replaces the first."""
     return await asyncio.to_thread(
-        services.feedback, principal, diagnosis_id, body.agree, body.correct_label, body.comment
+        services.feedback,
+        principal,
+        unit,
+        diagnosis_id,
+        body.agree,
+        body.correct_label,
+        body.comment,
     )
 
 

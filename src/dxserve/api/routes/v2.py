@@ -134,7 +134,7 @@ async def infer(request: Request) -> Response:
         raise ModelNotFound(f"model {name!r} has no version {version!r}")
     parsed = parse_request(await request.body(), request.headers.get(HEADER_LENGTH))
     used, outputs = await services.infer(
-        principal, name, int(version) if version else None, list(parsed.inputs)
+        principal, request.state.unit, name, int(version) if version else None, list(parsed.inputs)
     )
     body, headers = encode_response(name, used, parsed, outputs)
     return Response(body, headers=headers)
