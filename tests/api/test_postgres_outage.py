@@ -93,9 +93,11 @@ def test_postgresql_stopped_under_load(
                 thread.join(timeout=TIMEOUT_S + 30)
 
             statuses = Counter(o.status for o in outcomes)
+            slowest = max(o.took for o in outcomes)
+            print(f"PostgreSQL stopped {STOPPED_S:g} s: {dict(statuses)}, slowest {slowest:.2f} s")
             assert set(statuses) <= {201, 503}, statuses  # never a 500
             assert all(o.retry_after for o in outcomes if o.status == 503)
-            assert max(o.took for o in outcomes) < TIMEOUT_S + 1  # nothing hung
+            assert slowest < TIMEOUT_S + 1  # nothing hung
             during = [o for o in outcomes if stopped + 0.5 < o.sent < restarted - 0.5]
             assert during and all(o.status == 503 for o in during)
             recovered = [o for o in outcomes if o.sent > restarted + 1.0]
