@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 PYTEST_ARGS ?=
 
-.PHONY: serve test test-slow lint bench clean
+.PHONY: serve test test-slow lint bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,11 +47,16 @@ bench: $(VENV)/.dev-installed
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/accounting_cost.py
+	$(BIN)/python benchmarks/durability_cost.py
 	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/deidentification.py
 	$(BIN)/python benchmarks/ecg.py
+
+# Ten minutes of a realistic mix at c=32, minute by minute (not part of bench: it is long).
+soak: $(VENV)/.dev-installed
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy import Connection, Engine, create_engine, insert, text
 
 from dxserve.store.database import make_engine, migrate
 from dxserve.store.group_commit import GroupCommitter
@@ -70,16 +70,21 @@ async def per_row(engine: Engine, tenant: str, rows: int) -> float:
 
 
 async def grouped(engine: Engine, tenant: str, rows: int) -> tuple[float, float]:
-    committer = GroupCommitter(engine, DiagnosisRow.__table__)  # type: ignore[arg-type]
+    table = DiagnosisRow.__table__
+
+    def write(connection: Connection, rows: list[dict[str, object]]) -> None:
+        connection.execute(insert(table), rows)
+
+    committer = GroupCommitter(engine, write, "bench")
 
     async def writer(n: int) -> None:
         for _ in range(n):
-            await committer.insert(row(tenant))
+            await committer.commit(row(tenant))
 
     started = time.perf_counter()
     await asyncio.gather(*(writer(rows // WRITERS) for _ in range(WRITERS)))
     rate = rows / (time.perf_counter() - started)
-    per_tx = committer.rows / committer.transactions
+    per_tx = committer.items / committer.transactions
     committer.close()
     return rate, per_tx
 

@@ -95,6 +95,7 @@ class RequestContext:
         responding = False
         committed = False
         replaced = False  # the app's response, refused by the database, became a 503 or 500
+        deadline = asyncio.timeout(self.timeout_s)
 
         async def limited_receive() -> Message:
             nonlocal received, body_complete
@@ -119,6 +120,9 @@ class RequestContext:
                     event = self._event(scope, status, request_id, location)
                     if event is not None:
                         unit.audit(event)
+                    # From here the commit decides the outcome: a time limit that cancelled it
+                    # could answer 503 for writes that still commit.
+                    deadline.reschedule(None)
                     try:
                         if unit:
                             await self.ledger.commit(unit)
@@ -137,7 +141,7 @@ class RequestContext:
             await send(message)
 
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with deadline:
                 await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
             status = 413
