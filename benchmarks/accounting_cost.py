@@ -20,14 +20,13 @@ from rich.console import Console
 from rich.table import Table
 
 from serve import (
+    ACCOUNTED_ROUTES,
     build_repository,
+    drive_accounted_routes,
     free_port,
-    oip_body,
-    png_body,
     server_env,
     start_server,
     wait_ready,
-    wrk,
 )
 
 
@@ -50,8 +49,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         repository = build_repository(root)
-        body, length = oip_body()
-        png = png_body()
         totals: dict[tuple[str, str], list[float]] = {}
         token = ""
         for round_ in range(args.rounds):
@@ -65,18 +62,8 @@ def main() -> None:
                     process = unaccounted(repository, data, port)
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    for name, url, payload, ctype, hlen in (
-                        ("/v1/diagnoses PNG", f"{base}/v1/diagnoses", png, "image/png", ""),
-                        (
-                            "OIP binary",
-                            f"{base}/v2/models/echo-cnn/infer",
-                            body,
-                            "application/octet-stream",
-                            length,
-                        ),
-                    ):
-                        r = wrk(url, payload, ctype, token, 16, args.seconds, hlen)
-                        totals.setdefault((name, mode), []).append(r["rps"])
+                    for name, rps in drive_accounted_routes(base, token, args.seconds).items():
+                        totals.setdefault((name, mode), []).append(rps)
                 finally:
                     process.terminate()
                     process.wait(timeout=20)
@@ -88,7 +75,7 @@ def main() -> None:
         "cost",
         title="cost of audit trail + usage metering + rate limiting",
     )
-    for name in ("/v1/diagnoses PNG", "OIP binary"):
+    for name in ACCOUNTED_ROUTES:
         audited = sum(totals[(name, "accounted")]) / args.rounds
         plain = sum(totals[(name, "unaccounted")]) / args.rounds
         table.add_row(

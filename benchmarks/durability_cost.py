@@ -21,11 +21,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from serve import build_repository, free_port, oip_body, png_body, start_server, wrk
+from serve import (
+    ACCOUNTED_ROUTES,
+    build_repository,
+    drive_accounted_routes,
+    free_port,
+    start_server,
+)
 
 # The last commit before issue 18 (durability) changed how requests are recorded.
 BEFORE = "2f977b1"
-ROUTES = ("/v1/diagnoses PNG", "OIP binary")
 
 
 def checkout(revision: str, into: Path) -> Path:
@@ -53,8 +58,6 @@ def main() -> None:
         root = Path(folder)
         repository = build_repository(root)
         before = checkout(args.against, root / "before")
-        body, length = oip_body()
-        png = png_body()
         totals: dict[tuple[str, str], list[float]] = {}
         for round_ in range(args.rounds):
             for mode, source in (("now", None), (args.against, before)):
@@ -64,18 +67,8 @@ def main() -> None:
                 process, token, _ = start_server(repository, data, port, source)
                 base = f"http://127.0.0.1:{port}"
                 try:
-                    for name, url, payload, ctype, hlen in (
-                        (ROUTES[0], f"{base}/v1/diagnoses", png, "image/png", ""),
-                        (
-                            ROUTES[1],
-                            f"{base}/v2/models/echo-cnn/infer",
-                            body,
-                            "application/octet-stream",
-                            length,
-                        ),
-                    ):
-                        r = wrk(url, payload, ctype, token, 16, args.seconds, hlen)
-                        totals.setdefault((name, mode), []).append(r["rps"])
+                    for name, rps in drive_accounted_routes(base, token, args.seconds).items():
+                        totals.setdefault((name, mode), []).append(rps)
                 finally:
                     process.terminate()
                     process.wait(timeout=20)
@@ -87,7 +80,7 @@ def main() -> None:
         "cost",
         title="cost of committing usage and audit before answering",
     )
-    for name in ROUTES:
+    for name in ACCOUNTED_ROUTES:
         now = sum(totals[(name, "now")]) / args.rounds
         then = sum(totals[(name, args.against)]) / args.rounds
         table.add_row(

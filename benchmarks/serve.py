@@ -203,6 +203,29 @@ def wrk(
     return result
 
 
+ACCOUNTED_ROUTES = ("/v1/diagnoses PNG", "OIP binary")
+
+
+def drive_accounted_routes(base: str, token: str, seconds: int) -> dict[str, float]:
+    """Requests/s at c=16 on the two routes that write usage and audit events: a PNG to
+    /v1/diagnoses and a binary OIP inference."""
+    body, length = oip_body()
+    return {
+        ACCOUNTED_ROUTES[0]: wrk(
+            f"{base}/v1/diagnoses", png_body(), "image/png", token, 16, seconds, ""
+        )["rps"],
+        ACCOUNTED_ROUTES[1]: wrk(
+            f"{base}/v2/models/echo-cnn/infer",
+            body,
+            "application/octet-stream",
+            token,
+            16,
+            seconds,
+            length,
+        )["rps"],
+    }
+
+
 def oip_body() -> tuple[bytes, str]:
     x = np.random.default_rng(1).random((1, 3, 128, 128), dtype=np.float32)
     header = json.dumps(

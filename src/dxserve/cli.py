@@ -577,10 +577,10 @@ def serve(
     services = _prepare(settings, demo)
     configure_logging(settings.log_level)
     scheme = "https" if settings.ssl_certfile else "http"
-    console.print(
-        f"serving on {scheme}://{settings.host}:{settings.port} (docs at /docs), "
-        f"{settings.workers} worker process(es)"
-    )
+    base = f"{scheme}://{settings.host}:{settings.port}"
+    console.print(f"serving on {base}, {settings.workers} worker process(es)")
+    console.print(f"  web app: {base}/ (sign in with an API key)")
+    console.print(f"  API: {base}/v1 and {base}/v2 (docs at {base}/docs)")
     network: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,

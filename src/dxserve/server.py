@@ -21,6 +21,7 @@ from dxserve.store.identities import Identities
 from dxserve.store.ledger import Ledger
 from dxserve.store.ratelimit import DatabaseBucket, FallbackBucket, RateLimiter, RedisBucket
 from dxserve.store.usage import Usage
+from dxserve.store.web_sessions import WebSessions
 
 
 def build_services(settings: Settings) -> Services:
@@ -60,6 +61,7 @@ def build_services(settings: Settings) -> Services:
         plans=load_plans(settings.plans_file),
         identities=identities,
         intake=Intake(identities, settings.deidentification),
+        web_sessions=WebSessions(engine),
     )
 
 

@@ -15,6 +15,7 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import Dataset
 
+from dxserve.core.billing.invoice import Invoice, make_invoice
 from dxserve.core.billing.plans import Plan
 from dxserve.core.explain import SaliencyMap
 from dxserve.core.explain.overlay import render_overlay
@@ -56,6 +57,7 @@ from dxserve.store.ledger import Ledger, Unit
 from dxserve.store.ratelimit import RateLimiter
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
+from dxserve.store.web_sessions import WebSessions
 
 
 class Tensor(Protocol):
@@ -98,6 +100,7 @@ class Services:
     plans: dict[str, Plan]
     identities: Identities
     intake: Intake
+    web_sessions: WebSessions
 
     def plan(self, principal: Principal) -> Plan:
         return self._plan_named(principal.plan)
@@ -110,6 +113,12 @@ class Services:
         if plan is None:
             raise Forbidden(f"this tenant's plan {name!r} is not offered here")
         return plan
+
+    def invoice(self, tenant_id: str, tenant_name: str, month: str) -> Invoice:
+        """The month's invoice (``YYYY-MM``) of a tenant at its plan's prices."""
+        start, end = month_bounds(month)
+        usage = self.usage.totals(tenant_id, start, end)
+        return make_invoice(tenant_name, month, self.plan_of(tenant_id), usage)
 
     def tenant_scope(self, principal: Principal, tenant: str | None) -> tuple[str, str]:
         """``(id, name)`` of the tenant an admin request acts on: the caller's own; a

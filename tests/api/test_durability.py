@@ -28,8 +28,20 @@ CLIENTS = 16
 
 
 def start(
-    data: Path, repository: Path, env: dict[str, str]
-) -> tuple[subprocess.Popen[bytes], str, str]:
+    data: Path, repository: Path, database_url: str, **extra: str
+) -> tuple[subprocess.Popen[bytes], str, str, dict[str, str]]:
+    """`dxserve serve` on a new data dir and ``database_url`` with no practical rate limit:
+    the process, its address, the dev key it printed, and its environment."""
+    data.mkdir()
+    (data / "plans.toml").write_text(PLANS)
+    env = {
+        **os.environ,
+        "DXSERVE_DATA_DIR": str(data),
+        "DXSERVE_MODEL_REPOSITORY": str(repository),
+        "DXSERVE_DATABASE_URL": database_url,
+        "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
+        **extra,
+    }
     port = free_port()
     with (data / "first.log").open("w") as log:
         process = subprocess.Popen(
@@ -47,23 +59,14 @@ def start(
             time.sleep(0.2)
     token = re.search(r"dxs_[A-Za-z0-9_-]+", (data / "first.log").read_text())
     assert token, (data / "first.log").read_text()[-2000:]
-    return process, f"127.0.0.1:{port}", token.group(0)
+    return process, f"127.0.0.1:{port}", token.group(0), env
 
 
 def test_sigkill_under_load_loses_no_answered_record(
     own_database_url: str, tmp_path: Path, trained_repo: Path, phantom_dir: Path
 ) -> None:
     data = tmp_path / "data"
-    data.mkdir()
-    (data / "plans.toml").write_text(PLANS)
-    env = {
-        **os.environ,
-        "DXSERVE_DATA_DIR": str(data),
-        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
-        "DXSERVE_DATABASE_URL": own_database_url,
-        "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
-    }
-    process, url, token = start(data, trained_repo, env)
+    process, url, token, env = start(data, trained_repo, own_database_url)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
     image = png(phantom_dir)
     answered: list[str] = []

@@ -2,7 +2,6 @@
 Retry-After meanwhile (never a 500, never past the request timeout), recovers by itself, and
 loses nothing it answered 201 — nor the audit events of what it refused."""
 
-import os
 import threading
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from sqlalchemy import func, select
 from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.database import make_engine
 from dxserve.store.tables import UsageEventRow
-from tests.api.test_durability import PLANS, start
+from tests.api.test_durability import start
 from tests.api.test_v1 import png
 from tests.processes import PrivatePostgres
 
@@ -40,17 +39,8 @@ def test_postgresql_stopped_under_load(
 ) -> None:
     with PrivatePostgres() as postgres:
         data = tmp_path / "data"
-        data.mkdir()
-        (data / "plans.toml").write_text(PLANS)
-        env = {
-            **os.environ,
-            "DXSERVE_DATA_DIR": str(data),
-            "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
-            "DXSERVE_DATABASE_URL": postgres.url,
-            "DXSERVE_PLANS_FILE": str(data / "plans.toml"),
-            "DXSERVE_REQUEST_TIMEOUT_S": str(TIMEOUT_S),
-        }
-        process, url, token = start(data, trained_repo, env)
+        timeout = {"DXSERVE_REQUEST_TIMEOUT_S": str(TIMEOUT_S)}
+        process, url, token, _ = start(data, trained_repo, postgres.url, **timeout)
         try:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
             image = png(phantom_dir)

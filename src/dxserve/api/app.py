@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dxserve import __version__
@@ -13,6 +14,8 @@ from dxserve.api.errors import install_error_handlers
 from dxserve.api.middleware import RequestContext
 from dxserve.api.routes import admin, dicomweb, v1, v2
 from dxserve.services import Services
+from dxserve.web import admin as admin_pages
+from dxserve.web import clinician
 
 log = logging.getLogger("dxserve.api")
 
@@ -58,6 +61,9 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.include_router(admin.router)
     app.include_router(v2.router)
     app.include_router(dicomweb.router)
+    app.include_router(clinician.router)
+    app.include_router(admin_pages.router)
+    app.mount("/static", StaticFiles(packages=[("dxserve.web", "static")]), name="static")
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

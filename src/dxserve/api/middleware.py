@@ -27,8 +27,14 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
-# Not on the interactive docs, whose page loads Swagger UI's script and styles.
+# The API's answers load nothing; the web app's pages load only their own assets (no inline
+# script or style); the interactive docs, whose page loads Swagger UI's, get neither.
 CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+)
+API = ("/v1", "/v2", "/dicomweb", "/metrics", "/openapi.json")
 DOCS = ("/docs", "/redoc")
 HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served over TLS
 
@@ -38,15 +44,16 @@ HSTS = (b"strict-transport-security", b"max-age=31536000")  # only when served o
 # route records them as their pseudonyms in ``request.state.audit_resource``.
 IDENTIFIERS = {"study", "series", "sop"}
 UNAUDITED = {"/v2", "/v2/health/live", "/v2/health/ready", "/metrics", "/openapi.json"}
+STATIC = "/static/"  # the web app's assets
 
 
 class RequestContext:
     """Around every request.
 
-    A request answered with a result (2xx) starts its response only once what it wrote (its
-    :class:`~dxserve.store.ledger.Unit`: a diagnosis, feedback, a key, its usage) and its
-    audit event are committed, in one transaction: no client holds an answer, or patient
-    data, whose record a crash could lose. When that commit fails, the response becomes a 503
+    A request answered with a result (2xx, or a 3xx after a form) starts its response only
+    once what it wrote (its :class:`~dxserve.store.ledger.Unit`: a diagnosis, feedback, a key,
+    a web session, its usage) and its audit event are committed, in one transaction: no client
+    holds an answer, or patient data, whose record a crash could lose. When that commit fails, the response becomes a 503
     (the database is unavailable) or a 500, and nothing of it exists. A request answered
     otherwise (4xx, 5xx) writes nothing; its audit event is queued after its response, for a
     lingering transaction shared by many."""
@@ -116,7 +123,7 @@ class RequestContext:
                 for name, value in message.get("headers", []):
                     if name == b"location":
                         location = value.decode("latin-1")
-                if 200 <= status < 300:
+                if 200 <= status < 400:
                     event = self._event(scope, status, request_id, location)
                     if event is not None:
                         unit.audit(event)
@@ -173,7 +180,7 @@ class RequestContext:
     ) -> dict[str, Any] | None:
         """The request's audit event; None for what is not audited."""
         path = scope["path"]
-        if not self.audit or path in UNAUDITED or path.startswith(DOCS):
+        if not self.audit or path in UNAUDITED or path.startswith((*DOCS, STATIC)):
             return None
         route = getattr(scope.get("route"), "path", None) or path
         state: dict[str, Any] = scope.get("state", {})
@@ -213,8 +220,11 @@ class RequestContext:
 
 def security_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     headers = list(SECURITY_HEADERS)
-    if not scope["path"].startswith(DOCS):
+    path = scope["path"]
+    if path.startswith(API):
         headers.append(CSP)
+    elif not path.startswith(DOCS):
+        headers.append(PAGE_CSP)
     if scope.get("scheme") == "https":
         headers.append(HSTS)
     return headers

@@ -254,13 +254,22 @@ class Accounts:
         if not known and not verify_secret(secret, key.salt, key.hash):
             raise Unauthenticated("invalid API key")
         self._touch(key)
-        principal = Principal(
-            key.tenant_id, tenant_name, key.id, Role(key.role), plan, parse_scopes(key.scopes)
-        )
+        principal = _principal(key, tenant_name, plan)
         with self._lock:
             self._hashed[fingerprint] = key_id
             self._verified[fingerprint] = (principal, time.monotonic())
         return principal
+
+    def principal_of(self, key_id: str) -> Principal:
+        """The principal of a key known by its id (a web session's); :class:`Unauthenticated`
+        once the key is revoked or expired."""
+        with Session(self.engine) as session:
+            row = session.execute(
+                select(ApiKey, Tenant.name, Tenant.plan).join(Tenant).where(ApiKey.id == key_id)
+            ).first()
+        if row is None or not self._usable(row[0]):
+            raise Unauthenticated("the API key of this session no longer works: sign in again")
+        return _principal(*row)
 
     def _touch(self, key: ApiKey) -> None:
         """Record the key's use, at most once per ``LAST_USED_RESOLUTION``."""
@@ -269,6 +278,11 @@ class Accounts:
             return
         with Session(self.engine) as session, session.begin():
             session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+
+
+def _principal(key: ApiKey, tenant_name: str, plan: str) -> Principal:
+    role = Role(key.role)
+    return Principal(key.tenant_id, tenant_name, key.id, role, plan, parse_scopes(key.scopes))
 
 
 def _fingerprint(token: str) -> str:

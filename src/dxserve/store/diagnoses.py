@@ -21,6 +21,32 @@ from dxserve.store.tables import DiagnosisRow, utcnow
 
 
 @dataclass(frozen=True)
+class Filters:
+    """What a list of diagnoses is narrowed to (each None: any)."""
+
+    model: str | None = None
+    label: str | None = None
+    refer: bool | None = None
+    since: dt.datetime | None = None  # created at or after
+    before: dt.datetime | None = None  # created before
+
+    def conditions(self) -> list[Any]:
+        row = DiagnosisRow
+        found: list[Any] = []
+        if self.model:
+            found.append(row.model == self.model)
+        if self.label:
+            found.append(row.label == self.label)
+        if self.refer is not None:
+            found.append(row.refer.is_(self.refer))
+        if self.since:
+            found.append(row.created_at >= self.since)
+        if self.before:
+            found.append(row.created_at < self.before)
+        return found
+
+
+@dataclass(frozen=True)
 class StoredInput:
     sha256: str
     media_type: str
@@ -70,6 +96,7 @@ class Diagnoses:
                 "result": json.dumps(record),
                 "created_at": created,
                 "study_uid": study_uid,
+                "refer": bool(result.get("refer_to_clinician", False)),
             },
         )
         return record
@@ -86,10 +113,17 @@ class Diagnoses:
         return json.loads(row.result)
 
     def page(
-        self, tenant_id: str, limit: int, cursor: str | None
+        self,
+        tenant_id: str,
+        limit: int,
+        cursor: str | None,
+        where: "Filters | None" = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Up to ``limit`` diagnoses, newest first, after ``cursor``; and the next cursor."""
+        """Up to ``limit`` diagnoses, newest first, after ``cursor``, narrowed by ``where``;
+        and the next cursor."""
         query = select(DiagnosisRow).where(DiagnosisRow.tenant_id == tenant_id)
+        if where is not None:
+            query = query.where(*where.conditions())
         if cursor:
             created, last_id = _decode_cursor(cursor)
             query = query.where(
@@ -105,6 +139,12 @@ class Diagnoses:
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].created_at, rows[-1].id) if more else None
         return [json.loads(r.result) for r in rows], next_cursor
+
+    def models(self, tenant_id: str) -> list[str]:
+        """The models the tenant's diagnoses came from."""
+        query = select(DiagnosisRow.model).where(DiagnosisRow.tenant_id == tenant_id).distinct()
+        with Session(self.engine) as session:
+            return sorted(session.scalars(query))
 
     def studies(self, tenant_id: str, limit: int, offset: int) -> list[str]:
         """The studies the tenant's diagnoses belong to, most recently diagnosed first."""

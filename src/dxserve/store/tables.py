@@ -75,6 +75,7 @@ class DiagnosisRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     # The (pseudonymous) study its input belongs to, where its SR and heatmap are filed.
     study_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    refer: Mapped[bool | None] = mapped_column(Boolean, nullable=True)  # migration 0007
 
 
 class FeedbackRow(Base):
@@ -183,3 +184,17 @@ class IdentityRow(Base):
     study_uid: Mapped[str] = mapped_column(String(64))
     sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WebSessionRow(Base):
+    """A browser's session of the web app: the hash of its cookie's token, the API key it
+    signed in with, and its cross-site request forgery token."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the token
+    key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

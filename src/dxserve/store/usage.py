@@ -106,6 +106,22 @@ class Usage:
             for m, v, n, i, f, c, b in rows
         ]
 
+    def daily(
+        self, tenant_id: str, start: dt.datetime, end: dt.datetime
+    ) -> list[tuple[str, str, int, int, int]]:
+        """Per UTC day and model in ``[start, end)``: (day, model, requests, images, frames)."""
+        e = UsageEventRow
+        day = func.date(e.created_at)
+        query = (
+            select(day, e.model, func.count(), func.sum(e.images), func.sum(e.frames))
+            .where(e.tenant_id == tenant_id, e.created_at >= start, e.created_at < end)
+            .group_by(day, e.model)
+            .order_by(day, e.model)
+        )
+        with Session(self.engine) as session:
+            rows = session.execute(query).all()
+        return [(str(d), m, n, int(i or 0), int(f or 0)) for d, m, n, i, f in rows]
+
     def cached_images_this_month(self, tenant_id: str) -> int | None:
         """Month-to-date images of ``tenant_id`` if read less than ``QUOTA_REFRESH_S`` ago."""
         with self._lock:

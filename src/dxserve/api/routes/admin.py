@@ -10,11 +10,9 @@ from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from dxserve.api.deps import CurrentPrincipal, RequestUnit, ServicesDep
-from dxserve.core.billing.invoice import make_invoice
 from dxserve.core.security.audit_event import to_fhir_bundle
 from dxserve.core.security.principal import Permission, Role
 from dxserve.errors import InvalidInput
-from dxserve.store.usage import month_bounds
 
 router = APIRouter(prefix="/v1", tags=["administration"])
 
@@ -74,10 +72,7 @@ async def get_invoice(
     prices, the included-images credit, the total; ``format=csv`` for a spreadsheet."""
     principal.require(Permission.read_usage)
     tenant_id, name = services.tenant_scope(principal, tenant)
-    plan = services.plan_of(tenant_id)
-    start, end = month_bounds(month)
-    usage = await asyncio.to_thread(services.usage.totals, tenant_id, start, end)
-    invoice = make_invoice(name, month, plan, usage)
+    invoice = await asyncio.to_thread(services.invoice, tenant_id, name, month)
     if format == "csv":
         return Response(
             invoice.to_csv(),

@@ -1,29 +1,22 @@
 """The clinical API: diagnoses and models."""
 
 import asyncio
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.datastructures import UploadFile
 
 from dxserve.api.deps import CurrentPrincipal, RequestUnit, ServicesDep
-from dxserve.core.intake.decode import is_dicom
+from dxserve.api.upload import BODY_TYPES, read_upload
 from dxserve.core.results.card import render_card
 from dxserve.core.results.fhir import diagnosis_bundle
 from dxserve.core.runtime.aliases import read_aliases
 from dxserve.core.security.principal import Permission
-from dxserve.errors import InvalidInput, UnsupportedMedia
 from dxserve.services import clinical_view
 
 router = APIRouter(prefix="/v1", tags=["clinical"])
 
-IMAGE_TYPES = ("image/png", "image/jpeg", "application/dicom")
-SIGNAL_TYPES = ("text/csv", "application/json", "application/zip")
-BODY_TYPES = (*IMAGE_TYPES, *SIGNAL_TYPES)
 UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
@@ -49,14 +42,6 @@ UPLOAD_SCHEMA = {
 }
 
 
-@dataclass
-class Upload:
-    data: bytes
-    media_type: str
-    model: str | None = None
-    files: dict[str, bytes] | None = None  # a WFDB record's files
-
-
 @router.post("/diagnoses", status_code=201, openapi_extra=UPLOAD_SCHEMA)
 async def create_diagnosis(
     request: Request,
@@ -79,7 +64,7 @@ async def create_diagnosis(
     as a zip or as multipart files, CSV, JSON), raw or as multipart field `file`; without
     `model`, the default model of the input's modality."""
     principal.require(Permission.diagnose)
-    upload = await _read_upload(request)
+    upload = await read_upload(request)
     record = await services.diagnose(
         principal,
         unit,
@@ -92,33 +77,6 @@ async def create_diagnosis(
     )
     response.headers["Location"] = f"/v1/diagnoses/{record['id']}"
     return record
-
-
-async def _read_upload(request: Request) -> Upload:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type == "multipart/form-data":
-        form = await request.form()
-        try:
-            uploads = [u for u in form.getlist("file") if isinstance(u, UploadFile)]
-            if not uploads:
-                raise InvalidInput("multipart form needs a file field named 'file'")
-            model = form.get("model")
-            model = model if isinstance(model, str) and model else None
-            if len(uploads) > 1:  # a WFDB record's header and signal files
-                files = {Path(u.filename or "").name: await u.read() for u in uploads}
-                return Upload(b"", "application/x-wfdb", model, files)
-            data = await uploads[0].read()
-            media = (uploads[0].content_type or "").lower()
-        finally:
-            await form.close()
-        if media not in BODY_TYPES:
-            media = "application/dicom" if is_dicom(data) else media or "application/octet-stream"
-        return Upload(data, media, model)
-    if content_type not in BODY_TYPES:
-        raise UnsupportedMedia(
-            f"Content-Type must be one of {', '.join(BODY_TYPES)} or multipart/form-data"
-        )
-    return Upload(await request.body(), content_type)
 
 
 @router.get("/diagnoses/{diagnosis_id}")

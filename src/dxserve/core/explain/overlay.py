@@ -3,7 +3,9 @@
 import io
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.figure import Figure
+from PIL import Image
 
 from dxserve import NOT_FOR_CLINICAL_USE
 from dxserve.core.explain.saliency import SaliencyMap
@@ -33,4 +35,15 @@ def render_overlay(image: np.ndarray, saliency: SaliencyMap, title: str) -> byte
     figure.text(0.5, 0.01, NOT_FOR_CLINICAL_USE, ha="center", fontsize=7, color="grey")
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", bbox_inches="tight", pad_inches=0.15)
+    return buffer.getvalue()
+
+
+def heat_layer(saliency: SaliencyMap, height: int, width: int) -> bytes:
+    """The saliency map alone as an RGBA PNG of ``height`` × ``width``, transparent where there
+    is no evidence: an overlay the web app's player lays over its frame."""
+    heat = relative(saliency.on_image(height, width))
+    rgba = colormaps["jet"](heat)
+    rgba[..., 3] = np.where(heat > 0.05, 0.35 + 0.5 * heat, 0.0)
+    buffer = io.BytesIO()
+    Image.fromarray((rgba * 255).astype(np.uint8), "RGBA").save(buffer, format="PNG")
     return buffer.getvalue()

@@ -1,0 +1,152 @@
+"""The web app over HTTP (no browser): sign-in and sessions, CSRF and Fetch Metadata, the pages
+of each role, a study from upload to feedback and history, tenant isolation, and the CSP."""
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from dxserve.api.app import create_app
+from dxserve.core.security.principal import Role
+from dxserve.server import build_services
+from dxserve.settings import Settings
+from tests.api.test_v1 import png
+
+PAGE_CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Iterator[TestClient]:
+    settings = Settings(data_dir=tmp_path_factory.mktemp("web"), model_repository=trained_repo)
+    with TestClient(create_app(build_services(settings))) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def tokens(app: TestClient) -> dict[str, str]:
+    accounts = app.app.state.services.accounts  # type: ignore[attr-defined]
+    accounts.create_tenant("st-mary")
+    accounts.create_tenant("elsewhere")
+    return {
+        "clinician": accounts.create_key("st-mary", Role.clinician)[1],
+        "admin": accounts.create_key("st-mary", Role.admin)[1],
+        "other": accounts.create_key("elsewhere", Role.clinician)[1],
+    }
+
+
+def browser(app: TestClient, token: str) -> TestClient:
+    """A fresh cookie jar signed in with ``token``: the client and its CSRF token."""
+    client = TestClient(app.app)
+    form = client.get("/sign-in")
+    signin = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert signin
+    response = client.post(
+        "/sign-in",
+        data={"api_key": token, "csrf": signin.group(1)},
+        follow_redirects=False,
+    )
+    assert response.status_code == 303, response.text
+    cookie = response.headers["set-cookie"]
+    assert "dxserve_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert token not in cookie
+    return client
+
+
+def csrf_of(client: TestClient, path: str = "/history") -> str:
+    page = client.get(path)
+    found = re.search(r'"X-CSRF-Token": "([^"]+)"', page.text)
+    assert found, page.text[:500]
+    return found.group(1)
+
+
+def test_sign_in_refuses_a_bad_key_and_a_forged_form(app: TestClient) -> None:
+    client = TestClient(app.app)
+    assert client.get("/history", follow_redirects=False).headers["location"] == "/sign-in"
+    form = client.get("/sign-in")
+    assert form.status_code == 200 and form.headers["content-security-policy"] == PAGE_CSP
+    token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    bad = client.post("/sign-in", data={"api_key": "dxs_nope", "csrf": token})
+    assert bad.status_code == 401 and "does not work" in bad.text
+    forged = TestClient(app.app).post("/sign-in", data={"api_key": "x", "csrf": "guessed"})
+    assert forged.status_code == 403
+
+
+def test_a_study_from_upload_to_history(
+    app: TestClient, tokens: dict[str, str], phantom_dir: Path
+) -> None:
+    client = browser(app, tokens["clinician"])
+    csrf = csrf_of(client, "/studies/new")
+    files = {"file": ("study.png", png(phantom_dir), "image/png")}
+    refused = client.post("/studies?explain=true", files=files)
+    assert refused.status_code == 403  # no CSRF token
+    created = client.post("/studies?explain=true", files=files, headers={"X-CSRF-Token": csrf})
+    assert created.status_code == 201, created.text
+    location = created.json()["location"]
+    result = client.get(location)
+    assert result.status_code == 200
+    assert "Not for clinical use" in result.text and "echo-cnn" in result.text
+    assert result.headers["cache-control"] == "no-store"
+    assert not re.search(r"<script(?![^>]*\b(src|type=\"application/json\"))", result.text)
+    for suffix in ("/cine.png", "/explanation.png", "/download/heatmap-png"):
+        media = client.get(location + suffix)
+        assert media.status_code == 200 and media.content[:4] == b"\x89PNG", suffix
+    assert client.get(location + "/download/fhir").json()["resourceType"] == "Bundle"
+    assert client.get(location + "/download/sr").content[128:132] == b"DICM"
+
+    saved = client.post(
+        location + "/feedback",
+        data={"verdict": "disagree", "correct_label": "normal", "comment": "septum looks fine"},
+        headers={"X-CSRF-Token": csrf},
+    )
+    assert saved.status_code == 200 and "Saved" in saved.text, saved.text
+    history = client.get("/history", params={"model": "echo-cnn"})
+    assert location in history.text
+    assert location not in client.get("/history", params={"refer": "yes", "label": "x"}).text
+
+    stranger = browser(app, tokens["other"])
+    elsewhere = stranger.get(location)
+    assert elsewhere.status_code == 404 and "Not found" in elsewhere.text
+    assert stranger.get(location + "/cine.png").status_code == 404
+
+
+def test_state_changes_from_another_site_are_refused(
+    app: TestClient, tokens: dict[str, str]
+) -> None:
+    client = browser(app, tokens["admin"])
+    csrf = csrf_of(client)
+    cross = client.post(
+        "/admin/keys",
+        data={"role": "clinician", "csrf": csrf},
+        headers={"Sec-Fetch-Site": "cross-site"},
+    )
+    assert cross.status_code == 403 and "another site" in cross.text
+    same = client.post(
+        "/admin/keys",
+        data={"role": "clinician", "name": "ward 3", "csrf": csrf},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert same.status_code == 200 and "shown only on this page" in same.text
+
+
+def test_roles_see_their_own_pages(app: TestClient, tokens: dict[str, str]) -> None:
+    clinician = browser(app, tokens["clinician"])
+    assert clinician.get("/admin/keys").status_code == 403
+    assert clinician.get("/admin/usage").status_code == 403
+    admin = browser(app, tokens["admin"])
+    for path in ("/admin/keys", "/admin/usage", "/admin/audit", "/admin/models"):
+        assert admin.get(path).status_code == 200, path
+    csv = admin.get("/admin/usage/invoice.csv")
+    assert csv.status_code == 200 and csv.text.startswith("tenant,month,description")
+    assert "The chain is intact" in admin.get("/admin/audit/verify").text
+
+
+def test_sign_out_ends_the_session(app: TestClient, tokens: dict[str, str]) -> None:
+    client = browser(app, tokens["clinician"])
+    session = client.cookies.get("dxserve_session")
+    csrf = csrf_of(client)
+    out = client.post("/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303
+    replay = TestClient(app.app, cookies={"dxserve_session": session})  # a stolen copy
+    assert replay.get("/history", follow_redirects=False).status_code == 303
