@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from dxserve.core.billing.invoice import make_invoice
 from dxserve.core.billing.plans import DEFAULT_PLAN, load_plans
-from dxserve.core.runtime.aliases import Alias, Route, read_aliases, write_aliases
+from dxserve.core.runtime.aliases import set_alias as core_set_alias
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.audit_event import audit_event, to_fhir_bundle
 from dxserve.core.security.envelope import (
@@ -25,6 +25,7 @@ from dxserve.core.security.envelope import (
     write_key_file,
 )
 from dxserve.core.security.principal import Role
+from dxserve.errors import InvalidInput
 from dxserve.progress import bar
 from dxserve.settings import Settings
 from dxserve.store.accounts import Accounts
@@ -276,19 +277,11 @@ def set_alias(
 ) -> None:
     """Point an alias at one version, split traffic between several, optionally with a shadow."""
     repo = ModelRepository(repository or Settings().repository)
-    versions = repo.versions(model)
-    parsed = []
-    for text in routes:
-        version, _, weight = text.partition(":")
-        if not version.isdigit() or int(version) not in versions:
-            raise typer.BadParameter(f"{model} has no version {version!r} (it has {versions})")
-        parsed.append(Route(int(version), float(weight or 1)))
-    if shadow is not None and shadow not in versions:
-        raise typer.BadParameter(f"{model} has no version {shadow} for the shadow")
-    aliases = read_aliases(repo.root / model)
-    aliases[alias] = Alias(alias, tuple(parsed), shadow)
-    write_aliases(repo.root / model, aliases)
-    console.print(f"{model}:{alias} → {aliases[alias].to_dict()}")
+    try:
+        made = core_set_alias(repo.root / model, repo.versions(model), alias, routes, shadow)
+    except InvalidInput as error:
+        raise typer.BadParameter(error.detail) from None
+    console.print(f"{model}:{alias} → {made.to_dict()}")
 
 
 SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}

@@ -45,8 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, model_repo: Path) -> Iterat
         accounts = Accounts(engine)
         accounts.create_tenant("elsewhere")
         _, other = accounts.create_key("elsewhere", Role.clinician)
+        accounts.create_tenant("operator")
+        _, platform = accounts.create_key("operator", Role.platform_admin)
         engine.dispose()
-        yield {"base": f"http://{url}", "admin": admin, "other": other}
+        yield {"base": f"http://{url}", "admin": admin, "other": other, "platform": platform}
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +237,16 @@ def test_the_web_app_in_chromium(
     tablet.go(result_url.removeprefix(base), "result-tablet")
     assert tablet.page.evaluate("document.documentElement.scrollWidth") <= 768
 
-    visits = (admin, clinician, stranger, tablet)
+    # A platform admin: tenants and plans, and the alias form on the models page.
+    platform = Visit(chromium, base, shots)
+    platform.sign_in(server["platform"])
+    platform.go("/admin/tenants", "platform-tenants")
+    platform.page.get_by_label("Name").fill("st-luke")
+    platform.page.get_by_role("button", name="Create tenant").click()
+    expect(platform.page.get_by_text("Tenant st-luke created.")).to_be_visible()
+    platform.go("/admin/models", "platform-models")
+
+    visits = (admin, clinician, stranger, tablet, platform)
     problems = [p for visit in visits for p in visit.problems if "404" not in p and "403" not in p]
     assert problems == []  # no CSP violation, no script error
     found = axe_violations(
@@ -249,6 +260,9 @@ def test_the_web_app_in_chromium(
         base,
         admin.context.cookies(),
         ["/admin/keys", "/admin/usage", "/admin/audit", "/admin/models"],
+    )
+    found |= axe_violations(
+        chromium, base, platform.context.cookies(), ["/admin/tenants", "/admin/models"]
     )
     found |= axe_violations(chromium, base, [], ["/sign-in"])
     assert found == {}

@@ -29,7 +29,9 @@ def tokens(app: TestClient) -> dict[str, str]:
     accounts = app.app.state.services.accounts  # type: ignore[attr-defined]
     accounts.create_tenant("st-mary")
     accounts.create_tenant("elsewhere")
+    accounts.create_tenant("operator")
     return {
+        "platform": accounts.create_key("operator", Role.platform_admin)[1],
         "clinician": accounts.create_key("st-mary", Role.clinician)[1],
         "admin": accounts.create_key("st-mary", Role.admin)[1],
         "other": accounts.create_key("elsewhere", Role.clinician)[1],
@@ -37,8 +39,9 @@ def tokens(app: TestClient) -> dict[str, str]:
 
 
 def browser(app: TestClient, token: str) -> TestClient:
-    """A fresh cookie jar signed in with ``token``: the client and its CSRF token."""
+    """A fresh cookie jar signed in with ``token`` (on the app's event loop)."""
     client = TestClient(app.app)
+    client.portal = app.portal  # the app's event loop, where its batchers live
     form = client.get("/sign-in")
     signin = re.search(r'name="csrf" value="([^"]+)"', form.text)
     assert signin
@@ -63,13 +66,15 @@ def csrf_of(client: TestClient, path: str = "/history") -> str:
 
 def test_sign_in_refuses_a_bad_key_and_a_forged_form(app: TestClient) -> None:
     client = TestClient(app.app)
+    client.portal = app.portal  # the app's event loop, where its batchers live
     assert client.get("/history", follow_redirects=False).headers["location"] == "/sign-in"
     form = client.get("/sign-in")
     assert form.status_code == 200 and form.headers["content-security-policy"] == PAGE_CSP
     token = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
     bad = client.post("/sign-in", data={"api_key": "dxs_nope", "csrf": token})
     assert bad.status_code == 401 and "does not work" in bad.text
-    forged = TestClient(app.app).post("/sign-in", data={"api_key": "x", "csrf": "guessed"})
+    client.cookies.clear()  # a form posted from elsewhere: no sign-in cookie to match
+    forged = client.post("/sign-in", data={"api_key": "x", "csrf": "guessed"})
     assert forged.status_code == 403
 
 
@@ -149,4 +154,53 @@ def test_sign_out_ends_the_session(app: TestClient, tokens: dict[str, str]) -> N
     out = client.post("/sign-out", data={"csrf": csrf}, follow_redirects=False)
     assert out.status_code == 303
     replay = TestClient(app.app, cookies={"dxserve_session": session})  # a stolen copy
+    replay.portal = app.portal  # the app's event loop, where its batchers live
     assert replay.get("/history", follow_redirects=False).status_code == 303
+
+
+def test_a_platform_admin_manages_tenants_and_aliases(
+    app: TestClient, tokens: dict[str, str], trained_repo: Path
+) -> None:
+    client = browser(app, tokens["platform"])
+    csrf = csrf_of(client, "/admin/tenants")
+    made = client.post("/admin/tenants", data={"name": "st-luke", "plan": "trial", "csrf": csrf})
+    assert made.status_code == 200 and "Tenant st-luke created." in made.text
+    changed = client.post("/admin/tenants/st-luke/plan", data={"plan": "standard", "csrf": csrf})
+    assert "Tenant st-luke is on plan standard." in changed.text
+    accounts = app.app.state.services.accounts  # type: ignore[attr-defined]
+    assert {t["name"]: t["plan"] for t in accounts.tenants()}["st-luke"] == "standard"
+
+    bad = client.post(
+        "/admin/models/echo-cnn/aliases",
+        data={"alias": "canary", "routes": "9:10", "csrf": csrf},
+    )
+    assert bad.status_code == 400 and "no version" in bad.text
+    aliases = trained_repo / "echo-cnn" / "aliases.json"
+    try:
+        set_ = client.post(
+            "/admin/models/echo-cnn/aliases",
+            data={"alias": "canary", "routes": "1:100", "csrf": csrf},
+        )
+        assert set_.status_code == 200 and "canary" in set_.text
+        assert '"canary"' in aliases.read_text()
+    finally:
+        aliases.unlink(missing_ok=True)
+    admin = browser(app, tokens["admin"])
+    assert admin.get("/admin/tenants").status_code == 403
+    refused = admin.post(
+        "/admin/models/echo-cnn/aliases",
+        data={"alias": "canary", "routes": "1", "csrf": csrf_of(admin)},
+    )
+    assert refused.status_code == 403 and not aliases.exists()
+
+
+def test_the_new_study_page_lists_the_studies_received(
+    app: TestClient, tokens: dict[str, str], phantom_dir: Path
+) -> None:
+    client = browser(app, tokens["clinician"])
+    csrf = csrf_of(client, "/studies/new")
+    files = {"file": ("study.png", png(phantom_dir), "image/png")}
+    location = client.post("/studies", files=files, headers={"X-CSRF-Token": csrf}).json()[
+        "location"
+    ]
+    assert location in client.get("/studies/new").text

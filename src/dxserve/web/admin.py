@@ -8,10 +8,12 @@ from itertools import islice
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request, Response
+from markdown_it import MarkdownIt
+from markupsafe import Markup
 
 from dxserve.api.deps import RequestUnit, ServicesDep
 from dxserve.core.results.card import render_card
-from dxserve.core.runtime.aliases import read_aliases
+from dxserve.core.runtime.aliases import read_aliases, set_alias
 from dxserve.core.security.principal import Permission, Principal, Role
 from dxserve.errors import InvalidInput
 from dxserve.store.usage import current_month, month_bounds
@@ -20,6 +22,8 @@ from dxserve.web.pages import PageRoute, page
 
 router = APIRouter(prefix="/admin", route_class=PageRoute, include_in_schema=False)
 AUDIT_PAGE = 50
+# Model cards are Markdown written by dxserve; rendered without raw HTML.
+CARD = MarkdownIt("commonmark", {"html": False}).enable("table")
 # Roles an admin may give (a platform admin may also make platform admins).
 ROLES = [Role.clinician, Role.service, Role.admin]
 
@@ -221,7 +225,7 @@ async def models(request: Request, principal: SignedIn, services: ServicesDep) -
                     "name": name,
                     "versions": versions,
                     "aliases": {a: alias.to_dict() for a, alias in aliases.items()},
-                    "card": render_card(manifest),
+                    "card": Markup(CARD.render(render_card(manifest))),
                     "feedback": services.feedback_store.summary(name, labels, principal.tenant_id),
                     "labels": labels,
                 }
@@ -229,14 +233,84 @@ async def models(request: Request, principal: SignedIn, services: ServicesDep) -
         return found
 
     return page(
-        request, "admin_models.html", principal=principal, models=await asyncio.to_thread(describe)
+        request,
+        "admin_models.html",
+        principal=principal,
+        models=await asyncio.to_thread(describe),
+        may_edit=principal.may(Permission.manage_models),
+    )
+
+
+@router.post("/models/{name}/aliases")
+async def set_model_alias(
+    request: Request,
+    name: str,
+    principal: SignedIn,
+    services: ServicesDep,
+    alias: Annotated[str, Form(max_length=50)],
+    routes: Annotated[str, Form(max_length=200)],
+    shadow: Annotated[str, Form(max_length=10)] = "",
+) -> Response:
+    """Point an alias at versions (``1:90 2:10``), with an optional shadow (platform admin)."""
+    principal.require(Permission.manage_models)
+    repository = services.registry.repository
+    versions = repository.versions(name)  # ModelNotFound: a 404 page
+    if shadow and not shadow.isdigit():
+        raise InvalidInput("the shadow is a version number")
+    set_alias(
+        repository.root / name, versions, alias, routes.split(), int(shadow) if shadow else None
+    )
+    return await models(request, principal, services)
+
+
+def _tenants_page(request: Request, principal: Principal, services: Any, **extra: Any) -> Response:
+    listed = services.accounts.tenants()
+    return page(
+        request,
+        "admin_tenants.html",
+        principal=principal,
+        tenants=listed,
+        plans=list(services.plans),
+        **extra,
     )
 
 
 @router.get("/tenants")
 async def tenants(request: Request, principal: SignedIn, services: ServicesDep) -> Response:
     principal.require(Permission.manage_tenants)
-    listed = await asyncio.to_thread(services.accounts.tenants)
-    return page(
-        request, "admin_tenants.html", principal=principal, tenants=listed, plans=services.plans
+    return await asyncio.to_thread(_tenants_page, request, principal, services)
+
+
+@router.post("/tenants")
+async def create_tenant(
+    request: Request,
+    principal: SignedIn,
+    services: ServicesDep,
+    name: Annotated[str, Form(min_length=1, max_length=200)],
+    plan: Annotated[str, Form(max_length=50)],
+) -> Response:
+    """A new tenant on one of the plans offered (platform admin)."""
+    principal.require(Permission.manage_tenants)
+    if plan not in services.plans:
+        raise InvalidInput(f"plan must be one of {sorted(services.plans)}")
+    await asyncio.to_thread(services.accounts.create_tenant, name, plan)
+    return await asyncio.to_thread(
+        _tenants_page, request, principal, services, done=f"Tenant {name} created."
+    )
+
+
+@router.post("/tenants/{name}/plan")
+async def change_plan(
+    request: Request,
+    name: str,
+    principal: SignedIn,
+    services: ServicesDep,
+    plan: Annotated[str, Form(max_length=50)],
+) -> Response:
+    principal.require(Permission.manage_tenants)
+    if plan not in services.plans:
+        raise InvalidInput(f"plan must be one of {sorted(services.plans)}")
+    await asyncio.to_thread(services.accounts.set_plan, name, plan)
+    return await asyncio.to_thread(
+        _tenants_page, request, principal, services, done=f"Tenant {name} is on plan {plan}."
     )

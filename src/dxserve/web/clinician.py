@@ -40,6 +40,7 @@ from dxserve.web.pages import PageRoute, page
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False)
 HISTORY_PAGE = 20
+RECENT_STUDIES = 20  # on the new-study page: the studies already received
 
 
 @router.get("/")
@@ -95,7 +96,14 @@ async def sign_out(
 async def new_study(request: Request, principal: SignedIn, services: ServicesDep) -> Response:
     principal.require(Permission.diagnose)
     models = services.registry.repository.models()
-    return page(request, "new_study.html", principal=principal, models=models)
+
+    def received() -> dict[str, list[dict[str, Any]]]:
+        uids = services.diagnoses.studies(principal.tenant_id, RECENT_STUDIES, 0)
+        found = services.diagnoses.in_study(principal.tenant_id, uids)
+        return {uid: [clinical_view(r) for r in found.get(uid, [])] for uid in uids}
+
+    studies = await asyncio.to_thread(received) if principal.may(Permission.read_results) else {}
+    return page(request, "new_study.html", principal=principal, models=models, studies=studies)
 
 
 @router.post("/studies")

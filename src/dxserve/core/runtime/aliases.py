@@ -68,3 +68,31 @@ def write_aliases(model_dir: Path, aliases: dict[str, Alias]) -> None:
     path = Path(model_dir) / ALIASES_FILE
     payload = {name: alias.to_dict() for name, alias in sorted(aliases.items())}
     path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def set_alias(
+    model_dir: Path, versions: list[int], name: str, routes: list[str], shadow: int | None
+) -> Alias:
+    """Point alias ``name`` of the model in ``model_dir`` (whose versions are ``versions``) at
+    ``routes`` (``VERSION`` or ``VERSION:WEIGHT`` each), with an optional shadow version."""
+    if not name or not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput("an alias is letters, digits, '-' and '_'")
+    parsed = []
+    for text in routes:
+        version, _, weight = text.partition(":")
+        if not version.isdigit() or int(version) not in versions:
+            raise InvalidInput(f"no version {version!r} (there are {versions})")
+        try:
+            parsed.append(Route(int(version), float(weight or 1)))
+        except ValueError:
+            raise InvalidInput(f"weight {weight!r} is not a number") from None
+    if not parsed:
+        raise InvalidInput(f"alias {name!r} needs at least one version")
+    if any(r.weight <= 0 for r in parsed):
+        raise InvalidInput(f"alias {name!r}: weights must be positive")
+    if shadow is not None and shadow not in versions:
+        raise InvalidInput(f"no version {shadow} for the shadow (there are {versions})")
+    aliases = read_aliases(model_dir)
+    aliases[name] = Alias(name, tuple(parsed), shadow)
+    write_aliases(model_dir, aliases)
+    return aliases[name]
