@@ -142,6 +142,13 @@ def test_roles_see_their_own_pages(app: TestClient, tokens: dict[str, str]) -> N
     admin = browser(app, tokens["admin"])
     for path in ("/admin/keys", "/admin/usage", "/admin/audit", "/admin/models"):
         assert admin.get(path).status_code == 200, path
+    ranged = admin.get(
+        "/admin/usage", params={"from": "2026-11-20", "to": "2026-12-10", "metric": "frames"}
+    )
+    assert ranged.status_code == 200 and '"metric": "frames"' in ranged.text
+    assert '"2026-11-20"' in ranged.text and '"2026-12-10"' in ranged.text
+    backwards = admin.get("/admin/usage", params={"from": "2026-12-10", "to": "2026-12-01"})
+    assert backwards.status_code == 400 and "at most a year" in backwards.text
     csv = admin.get("/admin/usage/invoice.csv")
     assert csv.status_code == 200 and csv.text.startswith("tenant,month,description")
     assert "The chain is intact" in admin.get("/admin/audit/verify").text

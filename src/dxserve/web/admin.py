@@ -106,29 +106,48 @@ def _month(value: str | None) -> str:
     return month
 
 
+METRICS = ("images", "frames", "requests")
+LONGEST_RANGE = dt.timedelta(days=366)
+
+
 @router.get("/usage")
 async def usage(
     request: Request,
     principal: SignedIn,
     services: ServicesDep,
     month: Annotated[str | None, Query(max_length=7)] = None,
+    since: Annotated[dt.date | None, Query(alias="from")] = None,
+    until: Annotated[dt.date | None, Query(alias="to")] = None,
+    metric: Annotated[str, Query(pattern="^(images|frames|requests)$")] = "images",
 ) -> Response:
-    """A month's usage per day and model (chart), and its invoice."""
+    """Usage per day and model over a range of days (chart and table; the month by default),
+    and a month's invoice."""
     principal.require(Permission.read_usage)
     month = _month(month)
-    start, end = month_bounds(month)
+    first, after_last = month_bounds(month)
+    start = dt.datetime.combine(since, dt.time(), dt.UTC) if since else first
+    end = (
+        dt.datetime.combine(until, dt.time(), dt.UTC) + dt.timedelta(days=1)
+        if until
+        else after_last
+    )
+    if not start < end <= start + LONGEST_RANGE:
+        raise InvalidInput("'to' must be on or after 'from', at most a year later")
     days = await asyncio.to_thread(services.usage.daily, principal.tenant_id, start, end)
     invoice = await asyncio.to_thread(
         services.invoice, principal.tenant_id, principal.tenant_name, month
     )
     series: dict[str, dict[str, int]] = {}
-    for day, model, _, images, _ in days:
-        series.setdefault(model, {})[day] = images
+    for day, model, requests, images, frames in days:
+        counts = {"requests": requests, "images": images, "frames": frames}
+        series.setdefault(model, {})[day] = counts[metric]
     dates = [(start + dt.timedelta(days=i)).date().isoformat() for i in range((end - start).days)]
     chart = {
         "days": dates,
+        "metric": metric,
         "series": {m: [by_day.get(d, 0) for d in dates] for m, by_day in series.items()},
     }
+    chosen = {"from": start.date(), "to": (end - dt.timedelta(days=1)).date(), "metric": metric}
     return page(
         request,
         "admin_usage.html",
@@ -136,6 +155,8 @@ async def usage(
         month=month,
         days=days,
         chart=chart,
+        chosen=chosen,
+        metrics=METRICS,
         invoice=invoice,
     )
 

@@ -146,7 +146,7 @@ function setUpUsageChart() {
   const colours = ["#0b5cad", "#1d6b2a", "#8a3b00", "#6b2a8a", "#a40000"];
   const names = Object.keys(data.series);
   const series = [{ label: "day" }].concat(names.map((name, i) => ({ label: name, stroke: colours[i % colours.length], width: 2 })));
-  const options = { width: chartWidth(node), height: 240, scales: { y: { range: [0, null] } }, axes: [{}, { label: "images" }], series: series };
+  const options = { width: chartWidth(node), height: 240, scales: { y: { range: [0, null] } }, axes: [{}, { label: data.metric }], series: series };
   new uPlot(options, [xs].concat(names.map((n) => data.series[n])), node);
 }
 
