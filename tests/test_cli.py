@@ -13,6 +13,8 @@ from typer.testing import CliRunner, Result
 from dxserve.cli import app
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.envelope import KeyRing, SealedError
+from dxserve.phantoms.notes.families import HELD_OUT_FAMILIES
+from dxserve.phantoms.notes.generate import read_notes
 from dxserve.store.blobs import BlobStore
 
 runner = CliRunner()
@@ -53,6 +55,14 @@ def test_phantoms_command(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert len((tmp_path / "manifest.csv").read_text().splitlines()) == 7
+
+
+def test_note_phantoms_command(tmp_path: Path) -> None:
+    out = tmp_path / "notes" / "held-out.jsonl"
+    result = dxserve("phantoms", "notes", "--out", str(out), "--n", "6", "--held-out")
+    assert result.returncode == 0, result.stderr
+    written = read_notes(out)
+    assert len(written) == 6 and {n.family for n in written} == set(HELD_OUT_FAMILIES)
 
 
 def test_evaluate_json(trained_repo: Path, phantom_dir: Path, tmp_path: Path) -> None:

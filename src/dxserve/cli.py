@@ -93,7 +93,8 @@ def version() -> None:
 
 
 phantoms_app = typer.Typer(
-    help="Synthetic data with exact ground truth: echo phantoms (default) or ECGs (`ecg`).",
+    help="Synthetic data with exact ground truth: echo phantoms (default), ECGs (`ecg`) or "
+    "clinical notes (`notes`).",
     invoke_without_command=True,
 )
 app.add_typer(phantoms_app, name="phantoms")
@@ -183,6 +184,25 @@ def ecg_phantoms(
             on_progress=lambda k: progress.advance(task, k),
         )
     console.print(f"wrote {n} records and {manifest}")
+
+
+@phantoms_app.command("notes")
+def note_phantoms(
+    out: Annotated[Path, typer.Option(help="JSON-lines file to write.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of notes.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Dataset seed: same seed, same notes.")] = 0,
+    held_out: Annotated[
+        bool, typer.Option(help="Write the held-out kinds of note instead of the training ones.")
+    ] = False,
+) -> None:
+    """Generate synthetic clinical notes with their truth: every identifier's span and HIPAA
+    type, every finding's span, assertion and ICD-10-CM code."""
+    from dxserve.phantoms.notes.generate import write_notes
+
+    with bar(console) as progress:
+        task = progress.add_task("note phantoms", total=n, status="")
+        write_notes(out, n, seed, held_out, on_progress=lambda k: progress.advance(task, k))
+    console.print(f"wrote {n} notes to {out}")
 
 
 @app.command()
