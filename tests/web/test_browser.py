@@ -167,14 +167,14 @@ def test_the_web_app_in_chromium(
     page.get_by_label("Show explanation").check()
     expect(page.locator("#overlay")).to_be_visible()
     page.get_by_label("Overlay opacity").fill("40")
-    assert page.locator("#chart .uplot").count() == 1  # the per-frame chart drew
+    expect(page.locator("#chart .uplot")).to_have_count(1)  # the per-frame chart drew
     page.screenshot(path=str(shots / "result-echo.png"), full_page=True)
     page.get_by_role("radio", name="Disagree").check()
     page.get_by_label("Correct label (when you disagree)").select_option("normal")
     page.get_by_role("button", name="Save verdict").click()
     expect(page.get_by_text("Saved: you disagreed")).to_be_visible()
     clinician.go("/history", "history")
-    assert page.locator(f"a[href='{result_url.removeprefix(base)}']").count() == 1
+    expect(page.locator(f"a[href='{result_url.removeprefix(base)}']")).to_have_count(1)
 
     # A real DICOM 12-lead ECG: the picture and the intervals.
     clinician.go("/studies/new")
@@ -197,7 +197,7 @@ def test_the_web_app_in_chromium(
 
     # Usage: the chart, and the invoice as CSV.
     admin.go("/admin/usage", "admin-usage")
-    assert admin.page.locator("#usage-chart .uplot").count() == 1
+    expect(admin.page.locator("#usage-chart .uplot")).to_have_count(1)
     with admin.page.expect_download() as download:
         admin.page.get_by_role("link", name="Download the invoice (CSV)").click()
     assert Path(download.value.path()).read_text().startswith("tenant,month,description")

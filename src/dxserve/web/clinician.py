@@ -21,7 +21,7 @@ from dxserve.core.intake.decode import decode_bytes
 from dxserve.core.modality import IMAGE
 from dxserve.core.results.fhir import diagnosis_bundle
 from dxserve.core.results.film_strip import film_strip
-from dxserve.core.security.principal import Permission, Unauthenticated
+from dxserve.core.security.principal import Permission, Principal, Unauthenticated
 from dxserve.errors import DxError, InvalidInput
 from dxserve.services import Services, clinical_view
 from dxserve.store.accounts import NotFound
@@ -126,7 +126,7 @@ async def create_study(
     return JSONResponse({"location": f"/diagnoses/{record['id']}"}, status_code=201)
 
 
-def _record(services: Services, principal: Any, diagnosis_id: str) -> dict[str, Any]:
+def _record(services: Services, principal: Principal, diagnosis_id: str) -> dict[str, Any]:
     principal.require(Permission.read_results)
     return clinical_view(services.diagnoses.get(principal.tenant_id, diagnosis_id))
 
