@@ -51,11 +51,14 @@ def _patient_line(w: Writer, c: Cast, style: int) -> None:
 
 
 def _age(w: Writer, c: Cast, style: int) -> None:
-    text = (f"{c.age}-year-old", f"{c.age} yo", f"aged {c.age}", f"{c.age} y/o")[style % 4]
+    """The age as written; over 89 its number is an identifier (not the words around it)."""
+    before, after = (("", "-year-old"), ("", " yo"), ("aged ", ""), ("", " y/o"))[style % 4]
+    w.add(before)
     if c.age > 89:
-        w.identifier(text, "AGE")
+        w.identifier(str(c.age), "AGE")
     else:
-        w.add(text)
+        w.add(str(c.age))
+    w.add(after)
 
 
 def discharge_summary(w: Writer, c: Cast, rng: np.random.Generator, style: int) -> None:
