@@ -144,6 +144,11 @@ class Pseudonyms:
         """A UID in the 2.25 form (PS3.5 B.2) from 128 bits of the keyed hash."""
         return f"2.25.{int.from_bytes(self._digest('uid', original)[:16], 'big')}"
 
+    def seed(self, kind: str, original: str) -> int:
+        """A number that stands for ``original`` (of ``kind``) for this tenant only: the seed of
+        its surrogate in de-identified text."""
+        return int.from_bytes(self._digest(kind, original)[:8], "big")
+
     def patient_id(self, original: str) -> str:
         return "DX" + self._digest("patient", original)[:10].hex().upper()
 
