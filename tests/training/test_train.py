@@ -14,7 +14,7 @@ from dxserve.core.runtime.repository import ModelRepository  # noqa: E402
 from dxserve.datasets import open_dataset  # noqa: E402
 from dxserve.models.echo_cnn import EchoCNN, ExportHead  # noqa: E402
 from dxserve.training.evaluate import evaluate, plot_roc  # noqa: E402
-from dxserve.training.export import export_onnx  # noqa: E402
+from dxserve.training.export import TOLERANCE, export_onnx  # noqa: E402
 from dxserve.training.loop import TrainConfig, train  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def test_export_matches_pytorch(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = EchoCNN().eval()
     delta = export_onnx(model, tmp_path / "m.onnx")
-    assert delta <= 1e-5
+    assert delta <= TOLERANCE
     x = torch.rand(9, 3, 128, 128)
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     outputs = session.run(None, {"image": x.numpy()})
@@ -76,7 +76,7 @@ def test_export_matches_pytorch(tmp_path: Path) -> None:
         expected = ExportHead(model)(x)
     assert len(outputs) == len(expected) == 5
     for got, want in zip(outputs, expected, strict=True):
-        assert np.abs(got - want.numpy()).max() <= 1e-5 * max(1.0, float(want.abs().max()))
+        assert np.abs(got - want.numpy()).max() <= TOLERANCE * max(1.0, float(want.abs().max()))
 
 
 def test_exported_cams_equal_autograd() -> None:
