@@ -10,15 +10,16 @@ the patient's, whatever else is said of it.
 
 import json
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 CUES = Path(__file__).with_name("rules") / "context_cues.json"
 PRESENT = "present"
 PRIORITY = ("family", "negated", "hypothetical", "possible", "historical")
 ASSERTIONS = (PRESENT, *PRIORITY)
-SENTENCE_END = re.compile(r"[.!?;]\s|[.!?;]$|\n")
+SENTENCE_END = re.compile(r"[.!?;]\s|[.!?;]$|\n(?![ \t]*[a-z])")  # a wrapped line goes on
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,17 @@ def find_cues(sentence: str) -> list[Cue]:
 
 def sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     """The sentence (or list line) of ``text`` that holds ``start:end``."""
-    left = 0
-    for match in SENTENCE_END.finditer(text, 0, start):
-        left = match.end()
+    ends = _sentence_ends(text)
+    k = bisect_right(ends, start)
+    left = ends[k - 1] if k else 0
     after = SENTENCE_END.search(text, end)
     return left, after.start() + 1 if after else len(text)
+
+
+@lru_cache(maxsize=16)
+def _sentence_ends(text: str) -> list[int]:
+    """Where each sentence of ``text`` ends (found once a text: a note has many findings)."""
+    return [m.end() for m in SENTENCE_END.finditer(text)]
 
 
 def _reaches(cue: Cue, cues: list[Cue], start: int, end: int) -> bool:
