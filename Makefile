@@ -48,6 +48,8 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/accounting_cost.py
 	$(BIN)/python benchmarks/durability_cost.py
+	$(BIN)/python benchmarks/deidentify_notes.py
+	$(BIN)/python benchmarks/notes.py
 	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py
 	$(BIN)/python benchmarks/train_throughput.py

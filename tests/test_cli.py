@@ -14,7 +14,7 @@ from dxserve.cli import app
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.envelope import KeyRing, SealedError
 from dxserve.phantoms.notes.families import HELD_OUT_FAMILIES
-from dxserve.phantoms.notes.generate import read_notes
+from dxserve.phantoms.notes.generate import notes, read_notes
 from dxserve.store.blobs import BlobStore
 
 runner = CliRunner()
@@ -310,3 +310,25 @@ def test_model_card_from_the_manifest(
     assert "Not for clinical use" in card and "3,705,921 parameters" in card
     assert "95% CI" in card
     assert "hirescam (served): pointing game" in card and "refused" in card
+
+
+def test_notes_deid_and_analyse_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    folder.mkdir()
+    written = list(notes(3, 7))
+    for k, note in enumerate(written):
+        (folder / f"note{k}.txt").write_text(note.text, encoding="utf-8")
+    (folder / "broken.txt").write_bytes(b"\xff\xfe not UTF-8")
+    result = runner.invoke(app, ["notes", "deid", str(folder), "--out", str(tmp_path / "deid")])
+    assert result.exit_code == 1  # one note could not be read: said, and the rest written
+    assert "skipped broken.txt" in result.output
+    for k, note in enumerate(written):
+        deidentified = (tmp_path / "deid" / f"note{k}.txt").read_text(encoding="utf-8")
+        for span in note.phi:
+            if span.label in ("MRN", "PHONE", "EMAIL", "SSN", "DATE"):
+                assert note.text[span.start : span.end] not in deidentified
+    (folder / "broken.txt").unlink()
+    result = runner.invoke(app, ["notes", "analyse", str(folder), "--out", str(tmp_path / "json")])
+    assert result.exit_code == 0, result.output
+    analysis = json.loads((tmp_path / "json" / "note0.json").read_text())
+    assert analysis["entities"] and "not for clinical use" in analysis["warning"].lower()

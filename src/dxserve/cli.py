@@ -20,6 +20,7 @@ from dxserve.core.security.principal import Role
 from dxserve.db_cli import db_app
 from dxserve.dicomweb_cli import dicomweb_app
 from dxserve.errors import DxError, MissingDependency
+from dxserve.notes_cli import notes_app
 from dxserve.progress import bar
 from dxserve.settings import Settings
 
@@ -38,6 +39,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(dicomweb_app, name="dicomweb")
 app.add_typer(db_app, name="db")
 app.add_typer(backup_app, name="backup")
+app.add_typer(notes_app, name="notes")
 app.command("restore")(restore)
 app.command("alias")(set_alias)
 app.command("usage")(usage)

@@ -19,6 +19,7 @@ from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
 from dxserve.store.identities import Identities
 from dxserve.store.ledger import Ledger
+from dxserve.store.notes import Notes
 from dxserve.store.ratelimit import DatabaseBucket, FallbackBucket, RateLimiter, RedisBucket
 from dxserve.store.usage import Usage
 from dxserve.store.web_sessions import WebSessions
@@ -62,6 +63,7 @@ def build_services(settings: Settings) -> Services:
         identities=identities,
         intake=Intake(identities, settings.deidentification),
         web_sessions=WebSessions(engine),
+        notes=Notes(engine, keys),
     )
 
 

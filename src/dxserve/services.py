@@ -6,6 +6,7 @@ Built once by :mod:`dxserve.server` (the composition root) and handed to the API
 import asyncio
 import contextlib
 import io
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -36,6 +37,8 @@ from dxserve.core.results.ecg_picture import render_ecg
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.registry import ModelRegistry, Selection
 from dxserve.core.security.principal import Forbidden, Permission, Principal
+from dxserve.core.text.analysis import ANALYSER, analyse_note
+from dxserve.core.text.note_body import NoteBody
 from dxserve.errors import (
     InvalidInput,
     ModelNotFound,
@@ -54,6 +57,7 @@ from dxserve.store.diagnoses import Diagnoses, StoredInput
 from dxserve.store.feedback import Feedback
 from dxserve.store.identities import Identities
 from dxserve.store.ledger import Ledger, Unit
+from dxserve.store.notes import Notes
 from dxserve.store.ratelimit import RateLimiter
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
@@ -101,6 +105,7 @@ class Services:
     identities: Identities
     intake: Intake
     web_sessions: WebSessions
+    notes: Notes
 
     def plan(self, principal: Principal) -> Plan:
         return self._plan_named(principal.plan)
@@ -233,6 +238,44 @@ class Services:
             outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
         )
         return clinical_view(record)
+
+    async def analyse_note(
+        self, principal: Principal, unit: Unit, note: NoteBody, patient: str | None, tags: bool
+    ) -> dict[str, Any]:
+        """De-identify a clinical note and find its entities and codes; the original is kept
+        sealed, the analysis stored with the request's usage. ``patient`` (else the note's
+        FHIR subject, else its MRN) picks the patient's date offset and surrogates."""
+        principal.require(Permission.diagnose)
+        await self.check_quota(principal, 1)
+        pseudonyms = await asyncio.to_thread(self.identities.pseudonyms, principal.tenant_id)
+        started = time.perf_counter()
+        analysis = await asyncio.to_thread(
+            analyse_note, note.text, pseudonyms, patient or note.patient, tags
+        )
+        compute_ms = (time.perf_counter() - started) * 1000
+        record = self.notes.add(
+            unit,
+            principal.tenant_id,
+            principal.key_id,
+            uuid.uuid4().hex,
+            analysis.to_dict(),
+            note.text,
+        )
+        name, version = ANALYSER
+        self.usage.stage(
+            unit,
+            principal.tenant_id,
+            principal.key_id,
+            name,
+            version,
+            "note",
+            images=1,
+            frames=0,
+            compute_ms=compute_ms,
+            size=len(note.text.encode("utf-8")),
+            outcome="assessed",
+        )
+        return record
 
     async def _select(self, model: str | None, body: Body) -> Selection:
         """The model named, else the default model of the body's modality."""

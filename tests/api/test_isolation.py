@@ -36,11 +36,16 @@ def test_no_route_lets_another_tenant_read_or_change_data(
     )
     url = f"/v1/diagnoses/{made['id']}/feedback"
     assert client.post(url, json=feedback, headers=auth(keys["clinician"])).status_code == 201
+    note = client.post(
+        "/v1/notes",
+        content=b"Patient: Walker Testerly  MRN: 771234\nNo chest pain. Possible pneumonia.",
+        headers={**auth(keys["clinician"]), "Content-Type": "text/plain"},
+    ).json()
     tenant_a = accounts.tenant_id("hospital-a")
     a_keys = accounts.list_keys(tenant_a)
     target_key = next(k["id"] for k in a_keys if k["role"] == "service")
     # Markers of A's data that B never sends: any of them in a response to B is a leak.
-    secret_markers = {tenant_a, "hospital-a", made["input"]["sha256"]}
+    secret_markers = {tenant_a, "hospital-a", made["input"]["sha256"], note["patient"], "Walker"}
     secret_markers |= {k["id"] for k in a_keys if k["id"] != target_key}
     before = {
         "diagnosis": client.get(f"/v1/diagnoses/{made['id']}", headers=auth(keys["admin"])).json(),
@@ -55,6 +60,7 @@ def test_no_route_lets_another_tenant_read_or_change_data(
     }
     values = {
         "diagnosis_id": made["id"],
+        "note_id": note["id"],
         "key_id": target_key,
         "month": dt.datetime.now(dt.UTC).strftime("%Y-%m"),
         "name": "echo-cnn",
@@ -97,7 +103,7 @@ def test_no_route_lets_another_tenant_read_or_change_data(
                 )
                 if method == "get" and retrieval:  # WADO-RS of A's results
                     assert response.status_code == 404, (template, role.value, response.text)
-                if "{diagnosis_id}" in template or "{key_id}" in template:
+                if any(f"{{{k}}}" in template for k in ("diagnosis_id", "key_id", "note_id")):
                     assert response.status_code in (403, 404), (
                         method,
                         template,

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from dxserve import __version__
 from dxserve.api.errors import install_error_handlers
 from dxserve.api.middleware import RequestContext
-from dxserve.api.routes import admin, dicomweb, v1, v2
+from dxserve.api.routes import admin, dicomweb, notes, v1, v2
 from dxserve.services import Services
 from dxserve.web import admin as admin_pages
 from dxserve.web import clinician
@@ -58,6 +58,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     install_error_handlers(app)
     v2.add_infer_routes(app)  # first: see its docstring
     app.include_router(v1.router)
+    app.include_router(notes.router)
     app.include_router(admin.router)
     app.include_router(v2.router)
     app.include_router(dicomweb.router)

@@ -198,3 +198,19 @@ class WebSessionRow(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     seen_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class NoteRow(Base):
+    """A clinical note's analysis: the de-identified text and what was found in it, readable
+    by the tenant; the original text only sealed (bound to tenant and note)."""
+
+    __tablename__ = "notes"
+    __table_args__ = (Index("ix_notes_tenant_created", "tenant_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    key_id: Mapped[str] = mapped_column(String(32))
+    patient: Mapped[str] = mapped_column(String(32))  # pseudonymous patient id
+    result: Mapped[str] = mapped_column(Text)  # the analysis JSON as returned
+    sealed: Mapped[bytes] = mapped_column(LargeBinary)  # the original text
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
