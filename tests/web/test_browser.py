@@ -187,6 +187,20 @@ def test_the_web_app_in_chromium(
     assert page.locator("img.ecg").evaluate("img => img.complete && img.naturalWidth > 0")
     page.screenshot(path=str(shots / "result-ecg.png"), full_page=True)
 
+    # A clinical note, pasted: de-identified, its entities marked, its codes listed.
+    clinician.go("/notes/new", "new-note")
+    page.get_by_label("Note").fill(
+        "Patient: Ozric Vantablack  MRN: 55501234\nNo chest pain. Possible pneumonia.\n"
+        "Medications:\n- apixaban 5 mg PO twice daily\n"
+    )
+    page.get_by_role("button", name="Analyse").click()
+    page.wait_for_url("**/notes/*", timeout=60_000)
+    note_url = page.url
+    expect(page.locator("mark.entity.problem.negated")).to_have_text("chest pain")
+    expect(page.get_by_role("cell", name="J18.9")).to_be_visible()
+    expect(page.get_by_text("Ozric")).to_have_count(0)
+    page.screenshot(path=str(shots / "note.png"), full_page=True)
+
     # The clinician may not open the console; another tenant gets a 404 page.
     assert clinician.go("/admin/keys").status == 403
     stranger = Visit(chromium, base, shots)
@@ -253,7 +267,13 @@ def test_the_web_app_in_chromium(
         chromium,
         base,
         clinician.context.cookies(),
-        ["/studies/new", "/history", result_url.removeprefix(base)],
+        [
+            "/studies/new",
+            "/history",
+            result_url.removeprefix(base),
+            "/notes/new",
+            note_url.removeprefix(base),
+        ],
     )
     found |= axe_violations(
         chromium,

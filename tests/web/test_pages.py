@@ -211,3 +211,31 @@ def test_the_new_study_page_lists_the_studies_received(
         "location"
     ]
     assert location in client.get("/studies/new").text
+
+
+def test_a_note_from_the_form_to_its_marked_up_result(
+    app: TestClient, tokens: dict[str, str]
+) -> None:
+    client = browser(app, tokens["clinician"])
+    form = client.get("/notes/new")
+    assert form.status_code == 200 and 'name="note"' in form.text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
+    note = "Patient: Ozric Vantablack  MRN: 55501234\nNo chest pain. Possible pneumonia.\n"
+    assert client.post("/notes", data={"note": note}).status_code == 403  # no CSRF token
+    made = client.post("/notes", data={"note": note, "csrf": csrf}, follow_redirects=False)
+    assert made.status_code == 303
+    address = made.headers["location"]
+    assert re.fullmatch(r"/notes/[0-9a-f]{32}", address)  # no identifier in the URL
+    result = client.get(address)
+    assert result.status_code == 200 and result.headers["cache-control"] == "no-store"
+    assert "Ozric" not in result.text and "55501234" not in result.text
+    assert '<mark class="entity problem negated"' in result.text
+    assert "<code>J18.9</code>" in result.text and "<code>R07.9</code>" not in result.text
+    bundle = client.get(f"{address}/fhir.json")
+    assert bundle.headers["content-type"].startswith("application/fhir+json")
+    assert bundle.json()["resourceType"] == "Bundle"
+    empty = client.post("/notes", data={"note": " ", "csrf": csrf})
+    assert empty.status_code == 400 and "empty" in empty.text
+    other = browser(app, tokens["other"])
+    assert other.get(address).status_code == 404
+    assert other.get(f"{address}/fhir.json").status_code == 404

@@ -16,7 +16,7 @@ from dxserve.errors import DxError
 from dxserve.store.database import UNAVAILABLE
 
 ASSETS = {
-    "css": "/static/dxserve-1.css",
+    "css": "/static/dxserve-2.css",
     "js": "/static/dxserve-1.js",
     "htmx": "/static/vendor/htmx-2.0.11.min.js",
     "uplot": "/static/vendor/uPlot-1.6.32.iife.min.js",
