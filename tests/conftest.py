@@ -119,3 +119,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'test.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def tagger_repo(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Path:
+    """``trained_repo``'s echo-cnn and a PHI tagger trained briefly on phantom notes."""
+    pytest.importorskip("torch", reason="training needs the train extra")
+    from dxserve.training.phi_tagger import TaggerConfig, train_tagger
+
+    repo = tmp_path_factory.mktemp("repo-tagger")
+    shutil.copytree(trained_repo / "echo-cnn", repo / "echo-cnn")
+    train_tagger(repo, TaggerConfig(notes=600, validation=60, held_out=60, epochs=2, seed=1))
+    return repo

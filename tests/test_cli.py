@@ -3,6 +3,7 @@
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,11 +147,14 @@ def test_train_command(tmp_path: Path, phantom_dir: Path) -> None:
 
 
 def test_prepare_checks_models_and_creates_a_dev_key_once(
-    trained_repo: Path, tmp_path: Path
+    model_repo: Path, tagger_repo: Path, tmp_path: Path
 ) -> None:
+    repo = tmp_path / "models"  # every demo model present: prepare only checks them
+    shutil.copytree(model_repo, repo)
+    shutil.copytree(tagger_repo / "phi-tagger", repo / "phi-tagger")
     env = {
-        "DXSERVE_MODEL_REPOSITORY": str(trained_repo),
-        "DXSERVE_DATA_DIR": str(tmp_path),
+        "DXSERVE_MODEL_REPOSITORY": str(repo),
+        "DXSERVE_DATA_DIR": str(tmp_path / "data"),
         "PATH": "/usr/bin:/bin",
         "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }
@@ -200,7 +204,7 @@ def test_rotate_master_rewraps_what_is_stored(tmp_path: Path) -> None:
 def test_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
     env = {
         "DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"),
-        "DXSERVE_DATA_DIR": str(tmp_path),
+        "DXSERVE_DATA_DIR": str(tmp_path / "data"),
         "PATH": "/usr/bin:/bin",
         "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }

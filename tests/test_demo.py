@@ -53,3 +53,11 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     mae = held_out["measurements"]["mae"]
     assert mae["pr_ms"] <= 10 and mae["qrs_ms"] <= 10 and mae["qt_ms"] <= 20, mae
     assert ecg.not_for_clinical_use
+
+    tagger = ModelRepository(tmp_path / "models").resolve("phi-tagger").manifest()
+    held_out = tagger.evaluations["held_out_families"]
+    assert held_out["notes"] == 300
+    with_tagger, rules = held_out["rules_and_tagger"], held_out["rules_only"]
+    assert with_tagger["NAME"]["recall"] >= rules["NAME"]["recall"] + 0.3  # names in context
+    assert with_tagger["ALL"]["recall"] >= 0.97 and with_tagger["ALL"]["precision"] >= 0.85
+    assert tagger.not_for_clinical_use and tagger.modality == "text"

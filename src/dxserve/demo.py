@@ -1,10 +1,11 @@
-"""The demo models, prepared on first ``dxserve serve``: the seed CNN on echo phantoms and the
-seed's RNN on ECG phantoms, each evaluated on phantoms of another seed (recorded in its
-manifest)."""
+"""The demo models, prepared on first ``dxserve serve``: the seed CNN on echo phantoms, the
+seed's RNN on ECG phantoms, and the PHI tagger on phantom notes (the seed's NLP for clinical
+text), each evaluated on phantoms it never saw (recorded in its manifest)."""
 
 from rich.console import Console
 
 from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.text.phi_tagger import NAME_MODEL
 from dxserve.settings import Settings
 
 TRAIN_STUDIES = 3000
@@ -17,17 +18,24 @@ ECG_TEST_RECORDS = 600
 # the held-out records are at 500 Hz, an electrocardiograph's rate, to measure intervals on.
 ECG_TRAIN_RATE = 250.0
 ECG_TEST_RATE = 500.0
+TAGGER_NOTES = 3000
+TAGGER_EPOCHS = 4
 
 
 def prepare_demo_models(settings: Settings, console: Console | None = None) -> None:
-    """Each demo model the repository lacks: the default image model (``echo-cnn``) and the
-    default signal model (``ecg-rnn``)."""
+    """Each demo model the repository lacks: the default image model (``echo-cnn``), the
+    default signal model (``ecg-rnn``) and the PHI tagger (``phi-tagger``)."""
     present = ModelRepository(settings.repository).models()
     if settings.default_model not in present:
         prepare_echo(settings, console)
     ecg = settings.model_for("signal")
     if ecg is not None and ecg not in present:
         prepare_ecg(settings, ecg, console)
+    if NAME_MODEL not in present:
+        from dxserve.notes_cli import run_tagger_training
+
+        (console or Console()).print(f"preparing the demo {NAME_MODEL} (first run only)")
+        run_tagger_training(settings.repository, TAGGER_NOTES, TAGGER_EPOCHS, 0)
 
 
 def prepare_echo(settings: Settings, console: Console | None = None) -> None:

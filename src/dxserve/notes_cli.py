@@ -11,7 +11,10 @@ from dxserve.progress import bar
 from dxserve.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from dxserve.core.intake.deidentify import Pseudonyms
+    from dxserve.core.text.phi_rules import PhiSpan
 
 notes_app = typer.Typer(help="De-identify and analyse clinical notes in batch.")
 console = Console(stderr=True)
@@ -58,6 +61,31 @@ def _pseudonyms(tenant: str | None) -> "Pseudonyms":
     return Identities(engine, keys).pseudonyms(Accounts(engine).tenant_id(tenant))
 
 
+def _tagger() -> "Callable[[str], tuple[list[PhiSpan], str]] | None":
+    """The repository's PHI tagger as a function of a note's text; None (rules only, said)
+    when there is none."""
+    from dxserve.core.runtime.onnx import OnnxModel
+    from dxserve.core.runtime.repository import ModelRepository
+    from dxserve.core.text.phi_tagger import NAME_MODEL, TaggedNames
+    from dxserve.errors import ModelNotFound
+
+    try:
+        model = OnnxModel(ModelRepository(Settings().repository).resolve(NAME_MODEL))
+    except ModelNotFound:
+        console.print(
+            f"[yellow]no {NAME_MODEL} in the model repository: names in running text "
+            "will not be found (dxserve notes train makes one)"
+        )
+        return None
+    finder = f"{model.ref.name}:{model.ref.version}"
+
+    def tag(text: str) -> "tuple[list[PhiSpan], str]":
+        tagged = TaggedNames.of(text, lambda w: model.run_batches(w)["probability"])
+        return tagged.phi(model.manifest.threshold), finder
+
+    return tag
+
+
 def _run(files: list[Path], out: Path, tenant: str | None, tags: bool, analyse: bool) -> None:
     import json
 
@@ -66,6 +94,7 @@ def _run(files: list[Path], out: Path, tenant: str | None, tags: bool, analyse: 
     from dxserve.errors import InvalidInput
 
     pseudonyms = _pseudonyms(tenant)
+    tagger = _tagger()
     notes = _files(files)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -79,7 +108,8 @@ def _run(files: list[Path], out: Path, tenant: str | None, tags: bool, analyse: 
                 failed += 1
                 progress.advance(task)
                 continue
-            result = analyse_note(note.text, pseudonyms, tags=tags)
+            names, finder = tagger(note.text) if tagger else ([], None)
+            result = analyse_note(note.text, pseudonyms, None, tags, names, finder)
             if analyse:
                 target = out / f"{path.stem}.json"
                 target.write_text(json.dumps(result.to_dict(), indent=1, ensure_ascii=False))
@@ -106,6 +136,42 @@ def deid(
 def analyse(files: FilesArgument, out: OutOption, tenant: TenantOption = None) -> None:
     """Write each note's analysis as JSON (as POST /v1/notes answers, without the id)."""
     _run(files, out, tenant, False, analyse=True)
+
+
+@notes_app.command("train")
+def train(
+    out: Annotated[Path | None, typer.Option(help="Model repository (default: settings).")] = None,
+    n: Annotated[int, typer.Option("--n", min=50, help="Phantom notes to train on.")] = 3000,
+    epochs: Annotated[int, typer.Option(min=1)] = 4,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Train the PHI tagger (names in running text) on phantom notes of the training families,
+    evaluate it with the rules on the held-out families, and add it to the repository."""
+    run_tagger_training(out or Settings().repository, n, epochs, seed)
+
+
+def run_tagger_training(repository: Path, n: int, epochs: int, seed: int) -> None:
+    """``dxserve notes train`` with a progress bar; shared with the demo models of ``serve``."""
+    try:
+        from dxserve.training.phi_tagger import TaggerConfig, train_tagger
+    except ImportError as exc:
+        from dxserve.errors import MissingDependency
+
+        raise MissingDependency(f"training needs the train extra ({exc.name} is missing)") from None
+    config = TaggerConfig(notes=n, epochs=epochs, seed=seed)
+    with bar(console) as progress:
+        task = progress.add_task("PHI tagger epochs", total=epochs, status="")
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            progress.update(task, advance=1, status=f"loss {loss:.4f}")
+
+        result = train_tagger(repository, config, on_epoch)
+    held_out = result.evaluation["rules_and_tagger"]
+    console.print(
+        f"wrote {result.ref.name}:{result.ref.version} (threshold {result.threshold}); held-out "
+        f"kinds of note, with the rules: name recall {held_out['NAME']['recall']:.3f}, "
+        f"all identifiers {held_out['ALL']['recall']:.3f}, precision {held_out['ALL']['precision']:.3f}"
+    )
 
 
 @notes_app.command("calibrate")

@@ -39,6 +39,9 @@ from dxserve.core.runtime.registry import ModelRegistry, Selection
 from dxserve.core.security.principal import Forbidden, Permission, Principal
 from dxserve.core.text.analysis import ANALYSER, analyse_note
 from dxserve.core.text.note_body import NoteBody
+from dxserve.core.text.phi_rules import PhiSpan
+from dxserve.core.text.phi_tagger import NAME_MODEL, TaggedNames
+from dxserve.core.text.token_features import featurize
 from dxserve.errors import (
     InvalidInput,
     ModelNotFound,
@@ -249,8 +252,9 @@ class Services:
         await self.check_quota(principal, 1)
         pseudonyms = await asyncio.to_thread(self.identities.pseudonyms, principal.tenant_id)
         started = time.perf_counter()
+        names, finder = await self._tag_names(note.text)
         analysis = await asyncio.to_thread(
-            analyse_note, note.text, pseudonyms, patient or note.patient, tags
+            analyse_note, note.text, pseudonyms, patient or note.patient, tags, names, finder
         )
         compute_ms = (time.perf_counter() - started) * 1000
         record = self.notes.add(
@@ -276,6 +280,20 @@ class Services:
             outcome="assessed",
         )
         return record
+
+    async def _tag_names(self, text: str) -> tuple[list[PhiSpan], str | None]:
+        """The names the PHI tagger finds in ``text`` (run through its batcher, in windows) and
+        its name:version; none and None when the repository has no tagger."""
+        try:
+            loaded = await self.registry.get_latest(NAME_MODEL)
+        except ModelNotFound:
+            return [], None
+        tokens, windows = await asyncio.to_thread(featurize, text)
+        size = loaded.manifest.max_batch_size
+        parts = [loaded.batcher.infer(windows[i : i + size]) for i in range(0, len(windows), size)]
+        outputs = [result[0]["probability"] for result in await asyncio.gather(*parts)]
+        tagged = TaggedNames.from_windows(text, tokens, np.concatenate(outputs))
+        return tagged.phi(loaded.manifest.threshold), f"{loaded.ref.name}:{loaded.ref.version}"
 
     async def _select(self, model: str | None, body: Body) -> Selection:
         """The model named, else the default model of the body's modality."""

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +15,16 @@ from fhir.resources.R4B.bundle import Bundle
 
 from dxserve.observability import JsonFormatter
 from dxserve.phantoms.notes.generate import notes
+from dxserve.settings import Settings
 from tests.api.conftest import auth
 from tests.api.test_deidentification import stored_files
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, tagger_repo: Path) -> Settings:
+    """The API's settings over a repository with a PHI tagger (conftest's has none)."""
+    return Settings(data_dir=tmp_path_factory.mktemp("data"), model_repository=tagger_repo)
+
 
 NOTE = """DISCHARGE SUMMARY
 Zqxwv Memorial Hospital
@@ -23,7 +32,8 @@ Patient: Qorvath Belzinski   DOB: 03/14/1951   MRN: MRN80417263
 Account: 5518830264
 Admitted: 2024-02-11  Attending: Dr. Yxtrem Pallow
 
-History of present illness: Mr. Belzinski presented with chest pain. No fever. Possible
+History of present illness: Mr. Belzinski presented with chest pain. Seen with his son
+Dariusz Wroblewski. No fever. Possible
 pneumonia. Mother had a stroke. History of atrial fibrillation.
 
 Discharge medications:
@@ -48,6 +58,8 @@ MARKERS = (
     "078-05-1120",
     "Quillfeather",
     "02118",
+    "Dariusz",
+    "Wroblewski",
 )
 
 
@@ -68,6 +80,7 @@ def test_a_note_is_deidentified_and_analysed(client: TestClient, keys: dict[str,
     for marker in MARKERS:
         assert marker not in text, marker
     assert "not for clinical use" in record["warning"].lower()
+    assert record["name_finder"] == "phi-tagger:1"  # names in running text are the tagger's
     entities = {e["text"].lower(): e for e in record["entities"]}
     assert entities["chest pain"]["assertion"] == "present"
     assert entities["chest pain"]["section"] == "history"
@@ -219,6 +232,30 @@ def test_phantom_notes_round_trip(client: TestClient, keys: dict[str, str]) -> N
         for span in note.phi:
             if span.label in ("MRN", "PHONE", "EMAIL", "DATE", "SSN", "URL", "IP", "ZIP"):
                 assert note.text[span.start : span.end] not in record["deidentified_text"]
+
+
+def test_the_tagger_over_the_open_inference_protocol(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    from dxserve.core.text.token_features import featurize
+
+    meta = client.get("/v2/models/phi-tagger", headers=auth(keys["service"])).json()
+    assert meta["inputs"] == [{"name": "tokens", "datatype": "INT64", "shape": [-1, 128, 14]}]
+    _, windows = featurize("Thank you for referring Maria Kowalski.")
+    body = {
+        "inputs": [
+            {
+                "name": "tokens",
+                "datatype": "INT64",
+                "shape": list(windows.shape),
+                "data": windows.ravel().tolist(),
+            }
+        ]
+    }
+    got = client.post("/v2/models/phi-tagger/infer", json=body, headers=auth(keys["service"]))
+    assert got.status_code == 200, got.text
+    outputs = {o["name"]: o for o in got.json()["outputs"]}
+    assert outputs["probability"]["shape"] == [1, 128]
 
 
 def test_no_injected_identifier_is_at_rest_or_logged(

@@ -16,6 +16,7 @@ from dxserve.api.routes import admin, dicomweb, notes, v1, v2
 from dxserve.services import Services
 from dxserve.web import admin as admin_pages
 from dxserve.web import clinician
+from dxserve.web import notes as note_pages
 
 log = logging.getLogger("dxserve.api")
 
@@ -63,6 +64,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.include_router(v2.router)
     app.include_router(dicomweb.router)
     app.include_router(clinician.router)
+    app.include_router(note_pages.router)
     app.include_router(admin_pages.router)
     app.mount("/static", StaticFiles(packages=[("dxserve.web", "static")]), name="static")
 

@@ -2,6 +2,7 @@
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,8 @@ OUTPUTS: dict[str, list[int]] = {
     "features": [-1, FEATURES],
 }
 OUTPUT_NAMES = tuple(OUTPUTS)
+# A random input batch of a given size: uniform [0, 1) floats unless a head reads other input.
+Sample = Callable[[int, torch.Generator], torch.Tensor]
 
 
 def export_onnx(model: EchoCNN, path: Path) -> float:
@@ -39,6 +42,7 @@ def export_head(
     path: Path,
     input_name: str,
     output_names: tuple[str, ...],
+    sample: Sample | None = None,
 ) -> float:
     """Write ``head`` as a single-file ONNX model with a dynamic batch axis.
 
@@ -46,7 +50,8 @@ def export_head(
     raises ``ValueError`` when it exceeds ``TOLERANCE``.
     """
     head = head.eval()
-    example = torch.rand(2, *input_shape)
+    sample = sample or (lambda n, g: torch.rand(n, *input_shape, generator=g))
+    example = sample(2, torch.Generator().manual_seed(1))
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         # The exporter warns about its own internals (pytree deprecations, a GRU's flat weights
@@ -66,7 +71,7 @@ def export_head(
             dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
             verbose=False,
         )
-    return verify_export(head, input_shape, path, input_name, output_names)
+    return verify_export(head, input_shape, path, input_name, output_names, sample=sample)
 
 
 def verify_export(
@@ -77,12 +82,14 @@ def verify_export(
     output_names: tuple[str, ...],
     batch: int = 5,
     seed: int = 0,
+    sample: Sample | None = None,
 ) -> float:
     """Max |ONNX Runtime − PyTorch| over every output on a random batch of size ``batch``.
 
     Raises when a difference exceeds ``TOLERANCE`` times the output's largest magnitude (at least
     1): logits of a trained model reach ±20, where float32 rounding alone is ~2e-6."""
-    x = torch.rand(batch, *input_shape, generator=torch.Generator().manual_seed(seed))
+    sample = sample or (lambda n, g: torch.rand(n, *input_shape, generator=g))
+    x = sample(batch, torch.Generator().manual_seed(seed))
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     onnx_out = session.run(list(output_names), {input_name: x.numpy()})
     with torch.no_grad():

@@ -10,6 +10,7 @@ from dxserve.core.runtime.repository import ModelRef
 # Intra-op threads per session: 0 lets ONNX Runtime use one per physical core, which is right for
 # a process that runs one session at a time; set lower when several models run concurrently.
 DEFAULT_THREADS = 0
+INPUT_DTYPES = {"INT64": np.int64, "UINT8": np.uint8, "FP16": np.float16}  # else FP32
 
 
 class OnnxModel:
@@ -56,5 +57,6 @@ class OnnxModel:
 
     def warm_up(self) -> None:
         """One run on zeros so the first real request does not pay for initialisation."""
-        shape = [1 if d < 0 else d for d in self.manifest.inputs[0].shape]
-        self.run(np.zeros(shape, dtype=np.float32))
+        spec = self.manifest.inputs[0]
+        shape = [1 if d < 0 else d for d in spec.shape]
+        self.run(np.zeros(shape, dtype=INPUT_DTYPES.get(spec.datatype, np.float32)))

@@ -14,6 +14,9 @@ from dxserve.core.text.surrogates import Surrogates
 
 ANALYSER = ("clinical-notes", 1)  # name and version of what analyses notes (rules, lexicons)
 ICD_10_CM = "http://hl7.org/fhir/sid/icd-10-cm"
+NO_TAGGER = (
+    "rules only: no PHI tagger in the model repository, so names in running text are not found"
+)
 NOT_FOR_CLINICAL_USE = (
     "Not for clinical use: the rules, lexicons and calibration were written and measured on "
     "synthetic phantom notes only."
@@ -27,6 +30,7 @@ class NoteAnalysis:
     entities: list[Entity]
     codes: list[CodeSuggestion]
     patient: str  # the pseudonymous patient id
+    name_finder: str | None = None  # the PHI tagger's name:version; None: rules only
 
     def to_dict(self) -> dict[str, Any]:
         """The analysis as the API returns it (offsets into ``deidentified_text``)."""
@@ -50,6 +54,7 @@ class NoteAnalysis:
                 for c in self.codes
             ],
             "code_release": ICD_RELEASE,
+            "name_finder": self.name_finder or NO_TAGGER,
         }
 
 
@@ -79,11 +84,23 @@ def patient_of(text: str, phi: list[PhiSpan], given: str | None) -> str:
     return mrn or text
 
 
+def merge_phi(rules: list[PhiSpan], tagged: list[PhiSpan]) -> list[PhiSpan]:
+    """The rules' spans and every tagged span that overlaps none of them, in order."""
+    extra = [t for t in tagged if all(t.end <= r.start or r.end <= t.start for r in rules)]
+    return sorted([*rules, *extra], key=lambda s: s.start)
+
+
 def analyse_note(
-    text: str, pseudonyms: Pseudonyms, patient: str | None = None, tags: bool = False
+    text: str,
+    pseudonyms: Pseudonyms,
+    patient: str | None = None,
+    tags: bool = False,
+    names: list[PhiSpan] | None = None,
+    name_finder: str | None = None,
 ) -> NoteAnalysis:
-    """De-identify ``text`` (stand-ins, or ``[TYPE]`` tags), then find its entities and codes."""
-    found = find_phi(text)
+    """De-identify ``text`` (stand-ins, or ``[TYPE]`` tags), then find its entities and codes.
+    ``names``: what the PHI tagger found, beside the rules (which win where both found one)."""
+    found = merge_phi(find_phi(text), names or [])
     original_patient = patient_of(text, found, patient)
     replaced = Surrogates(pseudonyms, original_patient, tags).replace(text, found)
     entities = find_entities(replaced.text)
@@ -93,4 +110,5 @@ def analyse_note(
         entities,
         suggest_codes(entities),
         pseudonyms.patient_id(original_patient),
+        name_finder,
     )
