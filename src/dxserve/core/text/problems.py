@@ -27,6 +27,7 @@ TERMS = Path(__file__).with_name("rules") / "problem_terms.json"
 ICD_RELEASE = "ICD-10-CM April 2026"
 MAX_WORDS = 8  # the longest run of source words a problem is looked for in
 TOP = 5
+MEMO_SIZE = 1 << 18  # tokens whose words are remembered (the tabular list has ~20,000)
 WORD = re.compile(r"[A-Za-z0-9]+|[^\sA-Za-z0-9]")
 STOPWORDS = frozenset(
     [
@@ -117,9 +118,12 @@ class Lexicon:
 
     def words(self, token: str) -> tuple[str, ...]:
         """The normalised words one source token stands for (none for stopwords)."""
-        if token not in self.seen:
-            self.seen[token] = self._words(token)
-        return self.seen[token]
+        found = self.seen.get(token)
+        if found is None:
+            if len(self.seen) >= MEMO_SIZE:  # a server reads unboundedly many distinct tokens
+                self.seen.clear()
+            found = self.seen[token] = self._words(token)
+        return found
 
     def _words(self, token: str) -> tuple[str, ...]:
         if token in self.abbreviations:
