@@ -131,3 +131,15 @@ def tagger_repo(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) ->
     shutil.copytree(trained_repo / "echo-cnn", repo / "echo-cnn")
     train_tagger(repo, TaggerConfig(notes=600, validation=60, held_out=60, epochs=2, seed=1))
     return repo
+
+
+@pytest.fixture(scope="session")
+def full_repo(
+    tmp_path_factory: pytest.TempPathFactory, model_repo: Path, tagger_repo: Path
+) -> Path:
+    """Every demo model (echo-cnn, ecg-rnn, phi-tagger), briefly trained: `dxserve prepare`
+    over it only checks them."""
+    repo = tmp_path_factory.mktemp("repo-full") / "models"
+    shutil.copytree(model_repo, repo)
+    shutil.copytree(tagger_repo / "phi-tagger", repo / "phi-tagger")
+    return repo

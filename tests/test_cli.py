@@ -3,7 +3,6 @@
 import datetime as dt
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -146,14 +145,9 @@ def test_train_command(tmp_path: Path, phantom_dir: Path) -> None:
     assert ModelRepository(tmp_path).versions("echo-cnn") == [1]
 
 
-def test_prepare_checks_models_and_creates_a_dev_key_once(
-    model_repo: Path, tagger_repo: Path, tmp_path: Path
-) -> None:
-    repo = tmp_path / "models"  # every demo model present: prepare only checks them
-    shutil.copytree(model_repo, repo)
-    shutil.copytree(tagger_repo / "phi-tagger", repo / "phi-tagger")
+def test_prepare_checks_models_and_creates_a_dev_key_once(full_repo: Path, tmp_path: Path) -> None:
     env = {
-        "DXSERVE_MODEL_REPOSITORY": str(repo),
+        "DXSERVE_MODEL_REPOSITORY": str(full_repo),
         "DXSERVE_DATA_DIR": str(tmp_path / "data"),
         "PATH": "/usr/bin:/bin",
         "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
@@ -201,14 +195,14 @@ def test_rotate_master_rewraps_what_is_stored(tmp_path: Path) -> None:
     assert again.returncode != 0 and "exists" in again.stderr
 
 
-def test_flags_override_the_environment(trained_repo: Path, tmp_path: Path) -> None:
+def test_flags_override_the_environment(full_repo: Path, tmp_path: Path) -> None:
     env = {
         "DXSERVE_MODEL_REPOSITORY": str(tmp_path / "empty"),
         "DXSERVE_DATA_DIR": str(tmp_path / "data"),
         "PATH": "/usr/bin:/bin",
         "DXSERVE_MASTER_KEY": os.environ["DXSERVE_MASTER_KEY"],
     }
-    result = dxserve("prepare", "--model-repository", str(trained_repo), env=env)
+    result = dxserve("prepare", "--model-repository", str(full_repo), env=env)
     assert result.returncode == 0, result.stderr
     assert "model ready echo-cnn:1" in result.stderr
 
