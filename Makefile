@@ -49,6 +49,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/accounting_cost.py
 	$(BIN)/python benchmarks/durability_cost.py
 	$(BIN)/python benchmarks/deidentify_notes.py
+	$(BIN)/python benchmarks/philter_i2b2.py
 	$(BIN)/python benchmarks/notes.py
 	$(BIN)/python benchmarks/group_commit.py
 	$(BIN)/python benchmarks/phantoms.py

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from dxserve.core.runtime.onnx import OnnxModel
 from dxserve.core.runtime.repository import ModelRepository
+from dxserve.core.text import known_words
 from dxserve.core.text.analysis import merge_phi
 from dxserve.core.text.phi_rules import find_phi
 from dxserve.core.text.phi_score import TypeScore, score
@@ -62,6 +63,7 @@ def main() -> None:
     parser.add_argument("--repository", type=Path, default=None, help="default: settings'")
     args = parser.parse_args()
     console = Console(width=120)
+    known_words.not_names()  # built once, before any timing
     try:
         ref = ModelRepository(args.repository or Settings().repository).resolve(NAME_MODEL)
         taggers: list[OnnxModel | None] = [None, OnnxModel(ref)]

@@ -7,12 +7,20 @@ The lexicons and cues were written by the people who wrote the phantoms' vocabul
 numbers measure the machinery (matching, assertion scope, ranking), not coverage of how real
 clinicians write.
 
-    python benchmarks/notes.py [--n 300]
+With ``--repository`` (one holding the PHI tagger, as ``make serve`` prepares) it also POSTs
+the 2,000-word note to ``dxserve serve`` with wrk at c=1 and c=16, one and two worker
+processes: the whole service (tagger, storage, audit, metering), not the analysis alone.
+
+    python benchmarks/notes.py [--n 300] [--repository var/models]
 """
 
 import argparse
+import os
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from rich.console import Console
@@ -88,10 +96,35 @@ def throughput(text: str, concurrency: int, seconds: float) -> float:
     return sum(done) / (time.perf_counter() - started)
 
 
+def over_http(repository: Path, text: str, seconds: int) -> Table:
+    sys.path.insert(0, str(Path(__file__).parent))
+    import serve  # benchmarks/serve.py: its server start and wrk driver
+
+    table = Table("workers", "concurrency", "notes/s", "p50 ms", "p99 ms", "errors",
+                  title="POST /v1/notes over HTTP (dxserve serve, wrk)")  # fmt: skip
+    for workers in (1, 2):
+        os.environ["DXSERVE_WORKERS"] = str(workers)
+        with tempfile.TemporaryDirectory() as folder:
+            port = serve.free_port()
+            process, token, _ = serve.start_server(repository, Path(folder), port)
+            try:
+                for concurrency in (1, 16):
+                    r = serve.wrk(f"http://127.0.0.1:{port}/v1/notes", text.encode(),
+                                  "text/plain; charset=utf-8", token, concurrency, seconds)  # fmt: skip
+                    table.add_row(str(workers), str(concurrency), f"{r['rps']:.2f}",
+                                  f"{r['p50_us'] / 1000:.0f}", f"{r['p99_us'] / 1000:.0f}",
+                                  str(int(r["errors"] + r["non2xx"])))  # fmt: skip
+            finally:
+                process.terminate()
+                process.wait()
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--repository", type=Path, default=None, help="measure over HTTP too")
     args = parser.parse_args()
     console = Console(width=120)
     table = Table("notes", "findings", "found", "assertion acc.", "coded", "top-1", "top-5",
@@ -124,6 +157,8 @@ def main() -> None:
     for concurrency in (1, 16):
         speed.add_row(str(concurrency), f"{throughput(text, concurrency, args.seconds):.2f}")
     console.print(speed)
+    if args.repository is not None:
+        console.print(over_http(args.repository, text, max(2, round(args.seconds))))
 
 
 if __name__ == "__main__":

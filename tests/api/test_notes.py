@@ -13,8 +13,11 @@ import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 
+from dxserve.api.app import create_app
+from dxserve.core.text import known_words, medications, problems
 from dxserve.observability import JsonFormatter
 from dxserve.phantoms.notes.generate import notes
+from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.api.conftest import auth
 from tests.api.test_deidentification import stored_files
@@ -256,6 +259,21 @@ def test_the_tagger_over_the_open_inference_protocol(
     assert got.status_code == 200, got.text
     outputs = {o["name"]: o for o in got.json()["outputs"]}
     assert outputs["probability"]["shape"] == [1, 128]
+
+
+def test_the_lexicons_are_built_before_the_service_is_ready(
+    tmp_path: Path, tagger_repo: Path
+) -> None:
+    """Where notes are served, the first note does not pay for the ICD-10-CM and drug lists."""
+    problems.lexicon.cache_clear()
+    medications.drug_finder.cache_clear()
+    known_words.not_names.cache_clear()
+    settings = Settings(data_dir=tmp_path, model_repository=tagger_repo)
+    with TestClient(create_app(build_services(settings))) as started:
+        assert started.get("/v2/health/ready").status_code == 200
+        assert problems.lexicon.cache_info().currsize == 1
+        assert medications.drug_finder.cache_info().currsize == 1
+        assert known_words.not_names.cache_info().currsize == 1
 
 
 def test_no_injected_identifier_is_at_rest_or_logged(

@@ -41,6 +41,24 @@ def found(text: str) -> list[tuple[str, str]]:
             "Name: DOE^JANE  at Mercy General Hospital",
             [("DOE^JANE", "NAME"), ("Mercy General Hospital", "ORGANIZATION")],
         ),
+        # Formats of real notes (learnt from Philter's i2b2 examples): dates without a year or
+        # with a two-digit one after a preposition, hyphenated dates, five-digit pagers, the
+        # "MR" label, names before a credential, DICOM names in capitals with diacritics.
+        (
+            "Not seen since November; CABG in 3/80, seen on 2/03, cath 8-09-83.",
+            [("November", "DATE"), ("3/80", "DATE"), ("2/03", "DATE"), ("8-09-83", "DATE")],
+        ),
+        ("MR:\t8249813\nEHMS pager 84710", [("8249813", "MRN"), ("84710", "PHONE")]),
+        (
+            "Gilbert P. Perez, M.D.\nOWEN GALLAGHER, MD",
+            [("Gilbert P. Perez", "NAME"), ("OWEN GALLAGHER", "NAME")],
+        ),
+        ("Name: SYSŁO^LISA  ID", [("SYSŁO^LISA", "NAME")]),
+        # A context word the name pattern also matches: the name after it is still found.
+        (
+            "ruled out. Wife Rhiannon at bedside.\nThanks, Pilar",
+            [("Rhiannon", "NAME"), ("Pilar", "NAME")],
+        ),
     ],
 )
 def test_each_kind(text: str, expected: list[tuple[str, str]]) -> None:
@@ -55,6 +73,7 @@ def test_each_kind(text: str, expected: list[tuple[str, str]]) -> None:
         "Results: 00123456 pending; 5551234567 copies/mL.",  # numbers without their label
         "Yours sincerely,\nAnna Berg, MD",  # 'Berg, MD' is a credential, not Maryland
         "Remote MI (2015).",  # a year alone is not an identifier
+        "Pain 5/10, dose 1-2-3 times daily, improved in 2023.",  # scores, counts, a year
     ],
 )
 def test_what_is_not_an_identifier(text: str) -> None:

@@ -12,7 +12,7 @@ from dxserve.core.runtime.onnx import OnnxModel  # noqa: E402
 from dxserve.core.runtime.repository import ModelRepository  # noqa: E402
 from dxserve.core.text.phi_tagger import NAME_MODEL, TaggedNames  # noqa: E402
 from dxserve.core.text.token_features import FEATURES, WINDOW, featurize, per_token  # noqa: E402
-from dxserve.training.phi_tagger import with_inserted_names  # noqa: E402
+from dxserve.training.phi_tagger import distractors, with_insertions  # noqa: E402
 
 
 def test_tagger_version_and_its_evaluation(tagger_repo: Path) -> None:
@@ -50,8 +50,13 @@ def test_long_notes_are_read_in_overlapping_windows() -> None:
     np.testing.assert_array_equal(per_token(marks, 300), np.arange(300))  # each token's own
 
 
-def test_inserted_names_keep_every_span() -> None:
-    text = "Seen by Dr. Amy Wu today. She is well."
-    out, spans = with_inserted_names(text, [(12, 18)], np.random.default_rng(3), 2)
-    assert "Amy Wu" in [out[a:b] for a, b in spans]
-    assert len(spans) == 3 and out.count(" ") > text.count(" ")
+def test_insertions_keep_every_span_and_label_only_names() -> None:
+    text = "Seen by Dr. Amy Wu today. She is well.\nPlan: rest."
+    for seed in range(5):
+        out, spans = with_insertions(text, [(12, 18)], np.random.default_rng(seed), 2)
+        named = [out[a:b] for a, b in spans]
+        assert "Amy Wu" in named and len(spans) == 3, (out, named)
+        inserted = set(out.split()) - set(text.split())
+        assert len(inserted) >= 4  # two names and two non-names, a word or more each
+        for a, b in spans:  # what is labelled is a name Faker invented or the note's own
+            assert not set(out[a:b].replace(",", " ").split()) & set(distractors())

@@ -1,5 +1,6 @@
 """``create_app``: the FastAPI application over a set of services. Nothing is built at import."""
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -13,6 +14,8 @@ from dxserve import __version__
 from dxserve.api.errors import install_error_handlers
 from dxserve.api.middleware import RequestContext
 from dxserve.api.routes import admin, dicomweb, notes, v1, v2
+from dxserve.core.text.analysis import warm_up as warm_up_notes
+from dxserve.core.text.phi_tagger import NAME_MODEL
 from dxserve.services import Services
 from dxserve.web import admin as admin_pages
 from dxserve.web import clinician
@@ -22,7 +25,8 @@ log = logging.getLogger("dxserve.api")
 
 
 def create_app(services: Services, load_models: bool = True, audit: bool = True) -> FastAPI:
-    """The app; on startup it loads the latest version of every model (when ``load_models``).
+    """The app; on startup it loads the latest version of every model (when ``load_models``)
+    and, where the text models are installed, the notes' lexicons.
 
     ``audit=False`` exists for ``benchmarks/accounting_cost.py`` only: no setting or command turns
     the audit trail off."""
@@ -33,6 +37,8 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
             for name in services.registry.repository.models():
                 loaded = await services.registry.load(name)
                 log.info("model ready", extra={"model": name, "version": loaded.ref.version})
+            if NAME_MODEL in services.registry.repository.models():  # notes are served
+                await asyncio.to_thread(warm_up_notes)
         # What startup built (modules, tables, sessions) lives as long as the app: frozen out
         # of the collector, a full collection no longer walks it on a request's time (such
         # pauses of over 100 ms had set the p99 latency, benchmarks/serve.py).

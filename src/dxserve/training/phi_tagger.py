@@ -3,12 +3,17 @@ families with the format rules beside it, and write it as a model version (ONNX 
 
 The phantoms' templates put names in few places; a tagger trained on them alone learns the
 places ("Patient: …"), not what a name looks like, and misses a name anywhere else. So each
-training note is also seen with invented names inserted at random word boundaries, and a
-third of the word identities are hidden each step (the trigrams and shape stay): what is left
-to learn from is the name itself and what is around it everywhere.
+training note is also seen with invented names inserted at random word boundaries and line
+starts, and a third of the word identities are hidden each step (the trigrams and shape stay):
+what is left to learn from is the name itself and what is around it everywhere. The phantoms'
+vocabulary is small, so a capitalised word it never saw would look like a name: the same
+copies also get capitalised words that are not names — drug names from the drug lexicon,
+words of ICD-10-CM's descriptions, common English words, section headers — inserted the same
+way.
 """
 
 import platform
+import string
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +27,7 @@ from faker import Faker
 from dxserve.core.modality import TEXT
 from dxserve.core.runtime.manifest import Manifest, TensorSpec, sha256_file
 from dxserve.core.runtime.repository import ModelRef, ModelRepository
+from dxserve.core.text.known_words import LOCALES, not_names
 from dxserve.core.text.phi_rules import find_phi
 from dxserve.core.text.phi_score import score
 from dxserve.core.text.phi_tagger import INPUT_NAME, NAME_MODEL, OUTPUT_NAMES, TaggedNames
@@ -37,7 +43,6 @@ from dxserve.core.text.token_features import (
 )
 from dxserve.models.phi_tagger import ARCHITECTURE, PhiExportHead, PhiTagger
 from dxserve.phantoms.notes.generate import notes
-from dxserve.phantoms.notes.people import LOCALES
 from dxserve.training.export import export_head
 
 INTENDED_USE = (
@@ -58,7 +63,7 @@ class TaggerConfig:
     epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 2e-3
-    inserted_names: int = 4  # invented names inserted into each training note's copy
+    inserted: int = 4  # invented names, and as many non-names, put in each note's copy
     word_dropout: float = 0.33
     positive_weight: float = 3.0
     seed: int = 0
@@ -74,30 +79,59 @@ class TaggerResult:
 Labelled = tuple[str, list[tuple[int, int]]]  # a text and its names' spans
 
 
-def with_inserted_names(
+def distractors() -> tuple[str, ...]:
+    """Words that are not names (known_words), in a fixed order for seeded sampling."""
+    return tuple(sorted(not_names()))
+
+
+def _invented_name(fake: Faker, rng: np.random.Generator) -> str:
+    given, family = fake.first_name(), fake.last_name()
+    forms = [f"{given} {family}", family, given, f"{family}, {given}", f"{given[0]}. {family}",
+             f"{family.upper()}, {given.upper()}", f"{family.upper()},{given.upper()}",
+             family.upper()]  # fmt: skip
+    return str(rng.choice(forms, p=[0.25, 0.2, 0.2, 0.1, 0.1, 0.05, 0.05, 0.05]))
+
+
+def _distractor(rng: np.random.Generator) -> str:
+    """One or two capitalised non-name words, or an acronym, sometimes as a heading."""
+    if rng.random() < 0.3:
+        letters = rng.choice(list(string.ascii_uppercase), size=int(rng.integers(2, 6)))
+        return "".join(letters)
+    words = distractors()
+    picked = [words[int(k)] for k in rng.integers(len(words), size=int(rng.integers(1, 3)))]
+    text = " ".join(w.capitalize() for w in picked)
+    if rng.random() < 0.1:
+        text = text.upper()
+    return text + (":" if rng.random() < 0.3 else "")
+
+
+def with_insertions(
     text: str, names: list[tuple[int, int]], rng: np.random.Generator, k: int
 ) -> Labelled:
-    """``text`` with ``k`` invented names put at random word boundaries (spans moved)."""
+    """``text`` with ``k`` invented names and ``k`` capitalised non-names put at random word
+    boundaries and line starts (the names' spans moved and added)."""
     fake = Faker(list(LOCALES))
     fake.seed_instance(int(rng.integers(2**31)))
-    boundaries = [i for i in range(1, len(text)) if text[i - 1] == " " and text[i] != " "]
-    inserts = sorted(rng.choice(boundaries, size=min(k, len(boundaries)), replace=False).tolist())
+    boundaries = [
+        i
+        for i in range(1, len(text))
+        if text[i - 1] in " \n" and text[i] != " " and not any(a < i < b for a, b in names)
+    ]
+    count = min(2 * k, len(boundaries))
+    inserts = sorted(rng.choice(boundaries, size=count, replace=False).tolist())
+    is_name = rng.permutation([True] * (count // 2) + [False] * (count - count // 2))
     out, spans, moved, at = [], [], 0, 0
     pending = sorted(names)
-    for position in inserts:
-        given, family = fake.first_name(), fake.last_name()
-        name = str(
-            rng.choice(
-                [f"{given} {family}", family, given, f"{family}, {given}", f"{given[0]}. {family}"]
-            )
-        )
+    for position, name in zip(inserts, is_name, strict=True):
+        words = _invented_name(fake, rng) if name else _distractor(rng)
         out.append(text[at:position])
         while pending and pending[0][1] <= position:
             a, b = pending.pop(0)
             spans.append((a + moved, b + moved))
-        spans.append((position + moved, position + moved + len(name)))
-        out.append(name + " ")
-        moved += len(name) + 1
+        if name:
+            spans.append((position + moved, position + moved + len(words)))
+        out.append(words + " ")
+        moved += len(words) + 1
         at = position
     out.append(text[at:])
     spans.extend((a + moved, b + moved) for a, b in pending)
@@ -131,7 +165,7 @@ def fit(config: TaggerConfig, on_epoch: Callable[[int, float], None] | None = No
     corpus: list[Labelled] = []
     for note in notes(config.notes, config.seed + 100):
         corpus.append((note.text, _names(note)))
-        corpus.append(with_inserted_names(note.text, _names(note), rng, config.inserted_names))
+        corpus.append(with_insertions(note.text, _names(note), rng, config.inserted))
     x_all, y_all = windows_of(corpus)
     x, y = torch.from_numpy(x_all), torch.from_numpy(y_all)
     torch.manual_seed(config.seed)
@@ -260,7 +294,8 @@ def train_tagger(
         max_batch_size=64,
         training={
             "data": f"{config.notes} phantom notes of the training families (discharge summary, "
-            "clinic letter, emergency note), each also with invented names inserted",
+            "clinic letter, emergency note, nursing handover), each also with invented names and "
+            "capitalised non-names (drugs, ICD-10-CM words, English words, headers) inserted",
             "synthetic_phantoms": True,
             "config": asdict(config),
             "optimizer": "Adam",

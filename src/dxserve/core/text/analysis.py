@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dxserve.core.intake.deidentify import Pseudonyms
+from dxserve.core.text import known_words
 from dxserve.core.text.coding import CodeSuggestion, suggest_codes
 from dxserve.core.text.entities import Entity, find_entities
 from dxserve.core.text.phi_rules import PhiSpan, find_phi
@@ -112,3 +113,10 @@ def analyse_note(
         pseudonyms.patient_id(original_patient),
         name_finder,
     )
+
+
+def warm_up() -> None:
+    """Build the lexicons now (the ICD-10-CM tabular list, the drug list, the known names and
+    words: several seconds) rather than on the first note's time."""
+    find_entities("Hypertension. Aspirin 81 mg daily.")
+    known_words.not_names()

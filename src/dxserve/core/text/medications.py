@@ -35,7 +35,7 @@ def _attributes(path: Path = TERMS) -> tuple[int, dict[str, re.Pattern[str]]]:
 
 
 @cache
-def _find_drugs() -> Any:
+def drug_finder() -> Any:
     # Imported on first use: it unpacks its 1.6 MB dictionary (about 2 s).
     from drug_named_entity_recognition import find_drugs
 
@@ -45,7 +45,7 @@ def _find_drugs() -> Any:
 def find_medications(text: str) -> list[Mention]:
     """Each drug named in ``text`` and the attributes written just after it, in order."""
     spans = [m.span() for m in TOKEN.finditer(text)]
-    matches = _find_drugs()([text[a:b] for a, b in spans], is_ignore_case=True)
+    matches = drug_finder()([text[a:b] for a, b in spans], is_ignore_case=True)
     window, patterns = _attributes()
     found: list[Mention] = []
     for data, first, last in sorted(matches, key=lambda m: m[1]):

@@ -8,12 +8,12 @@ label are here). Overlapping matches keep the longest, then the rule listed firs
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 RULES = Path(__file__).with_name("rules") / "phi_patterns.json"
-CONTEXT_WINDOW = 80  # characters before a match that its context is looked for in
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class PhiSpan:
 class Rule:
     type: str
     pattern: re.Pattern[str]
-    context: re.Pattern[str] | None
+    context: re.Pattern[str] | None  # what must come just before a match, read forwards
 
 
 @cache
@@ -45,23 +45,32 @@ def load_rules(path: Path = RULES) -> tuple[Rule, ...]:
         return re.compile(text)
 
     return tuple(
-        Rule(r["type"], compile_(r["pattern"]), compile_(r["context"]) if "context" in r else None)
+        Rule(
+            r["type"],
+            compile_(r["pattern"]),
+            compile_(r["context"].removesuffix("$")) if "context" in r else None,
+        )
         for r in data["rules"]
     )
+
+
+def _matches(rule: Rule, text: str) -> Iterator[tuple[int, int]]:
+    """Where ``rule`` marks ``text``: anywhere its pattern matches, or, with a context, where
+    the pattern matches right after the context (found first: labels are rare, and in
+    "Wife Ann" the name pattern alone would take "Wife Ann" and miss "Ann")."""
+    if rule.context is None:
+        spans = (m.span() for m in rule.pattern.finditer(text))
+    else:
+        found = (rule.pattern.match(text, c.end()) for c in rule.context.finditer(text))
+        spans = (m.span() for m in found if m is not None)
+    yield from ((start, end) for start, end in spans if end > start)
 
 
 def find_phi(text: str, rules: tuple[Rule, ...] | None = None) -> list[PhiSpan]:
     """Every identifier the rules find in ``text``, in order, none overlapping."""
     found: list[tuple[int, int, PhiSpan]] = []
     for priority, rule in enumerate(rules or load_rules()):
-        for match in rule.pattern.finditer(text):
-            start, end = match.span()
-            if start == end:
-                continue
-            if rule.context is not None:
-                before = text[max(0, start - CONTEXT_WINDOW) : start]
-                if not rule.context.search(before):
-                    continue
+        for start, end in _matches(rule, text):
             found.append((-(end - start), priority, PhiSpan(start, end, rule.type)))
     kept: list[PhiSpan] = []
     for _, _, span in sorted(found, key=lambda f: (f[0], f[1])):

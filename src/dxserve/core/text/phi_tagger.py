@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dxserve.core.text.known_words import is_not_a_name
 from dxserve.core.text.phi_rules import PhiSpan
 from dxserve.core.text.token_features import featurize, per_token
 
@@ -36,7 +37,7 @@ class TaggedNames:
 
     def spans(self, threshold: float) -> list[tuple[int, int]]:
         """Runs of word tokens at or over ``threshold``, joined across spaces, hyphens,
-        apostrophes and initials' full stops."""
+        apostrophes and initials' full stops; those surely no name dropped (known_words)."""
         found: list[tuple[int, int]] = []
         for (start, end), p in zip(self.tokens, self.probabilities, strict=True):
             if p < threshold or not self.text[start].isalnum():
@@ -49,7 +50,7 @@ class TaggedNames:
                 found[-1] = (found[-1][0], end)
             else:
                 found.append((start, end))
-        return found
+        return [(a, b) for a, b in found if not is_not_a_name(self.text[a:b])]
 
     def phi(self, threshold: float) -> list[PhiSpan]:
         return [PhiSpan(a, b, "NAME") for a, b in self.spans(threshold)]

@@ -22,8 +22,14 @@ class Section:
 
 
 @cache
+def section_headers(path: Path = HEADERS) -> dict[str, list[str]]:
+    """Each section's headers, as the rules list them."""
+    return dict(json.loads(path.read_text(encoding="utf-8"))["sections"])
+
+
+@cache
 def _header_pattern(path: Path = HEADERS) -> tuple[re.Pattern[str], dict[str, str]]:
-    sections: dict[str, list[str]] = json.loads(path.read_text(encoding="utf-8"))["sections"]
+    sections = section_headers(path)
     names = {header: name for name, headers in sections.items() for header in headers}
     body = "|".join(re.escape(h) for h in sorted(names, key=len, reverse=True))
     pattern = rf"^[ \t]*(?:#+[ \t]*(?P<md>{body})[ \t]*$|(?P<label>{body})[ \t]*(?::|[ \t]-(?=\s)))"

@@ -5,6 +5,7 @@ note (and layouts) they never see, for an honest measure of how they generalise.
 """
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -160,11 +161,52 @@ def referral_email(w: Writer, c: Cast, rng: np.random.Generator, style: int) -> 
     w.identifier(c.clinician.split()[0], "NAME").add("\n")
 
 
+def _phrase(w: Writer, template: str, person: str, words: dict[str, str]) -> None:
+    """``template`` written out: ``{given}``, ``{family}`` and ``{initial}`` are ``person``'s
+    (identifiers; adjacent ones one name), other fields plain ``words`` (capitalised as the
+    field is)."""
+    given, family = person.split(" ", 1)
+    parts = {"given": given, "family": family, "initial": family[0]}
+    own = r"\{(?:given|family|initial)\}"
+    pieces = re.split(rf"({own}(?:(?:, | ){own})*|\{{\w+\}})", template)
+    for k, piece in enumerate(pieces):
+        if k % 2 == 0:
+            w.add(piece)
+        elif re.match(own, piece):
+            w.identifier(re.sub(r"\{(\w+)\}", lambda m: parts[m[1]], piece), "NAME")
+        else:
+            field = piece[1:-1]
+            word = words[field.lower()]
+            w.add(word[:1].upper() + word[1:] if field[0].isupper() else word)
+
+
+def nursing_handover(w: Writer, c: Cast, rng: np.random.Generator, style: int) -> None:
+    """A shift handover: people by first name, relatives, colleagues and sign-offs in free
+    text, where labelled fields do not announce them."""
+    phrases = VOCABULARY["handover"]
+    pick = lambda key: str(rng.choice(phrases[key]))  # noqa: E731
+    words = {"kin": pick("kin"), "his": "her" if c.sex == "F" else "his"}
+    words["him"] = "her" if c.sex == "F" else "him"
+    _phrase(w, pick("greetings"), c.colleague, words)
+    w.add(("Bed ", "Rm ", "Bay ")[style % 3] + str(int(rng.integers(1, 40))) + ": ")
+    w.identifier(c.family, "NAME").add(", ")
+    _age(w, c, style)
+    w.add(", admitted ").identifier(written_date(c.visit, style), "DATE").add(". ")
+    _findings(w, rng, 2)
+    _phrase(w, pick("relatives"), c.relative, words)
+    w.add("\n")
+    _findings(w, rng, 2)
+    _phrase(w, pick("colleagues"), c.colleague if rng.random() < 0.5 else c.relative, words)
+    w.add("\n")
+    _phrase(w, pick("signoffs"), c.clinician, words)
+
+
 Family = Callable[[Writer, Cast, np.random.Generator, int], None]
 TRAIN_FAMILIES: dict[str, Family] = {
     "discharge summary": discharge_summary,
     "clinic letter": clinic_letter,
     "emergency note": emergency_note,
+    "nursing handover": nursing_handover,
 }
 HELD_OUT_FAMILIES: dict[str, Family] = {
     "progress note": progress_note,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from faker import Faker
 
-# Names from several locales: a recogniser trained on one country's names misses the rest.
-LOCALES = ("en_US", "en_GB", "en_IE", "es_ES", "fr_FR", "de_DE", "it_IT", "pl_PL", "nl_NL")
+from dxserve.core.text.known_words import LOCALES
+
 DATE_FORMATS = ("%m/%d/%Y", "%d %b %Y", "%B %d, %Y", "%Y-%m-%d", "%d.%m.%Y", "%m/%d/%y")
 
 
