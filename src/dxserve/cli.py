@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -22,6 +22,7 @@ from dxserve.dicomweb_cli import dicomweb_app
 from dxserve.errors import DxError, MissingDependency
 from dxserve.notes_cli import notes_app
 from dxserve.progress import bar
+from dxserve.ray_cli import ray_app
 from dxserve.settings import Settings
 
 if TYPE_CHECKING:
@@ -40,6 +41,7 @@ app.add_typer(dicomweb_app, name="dicomweb")
 app.add_typer(db_app, name="db")
 app.add_typer(backup_app, name="backup")
 app.add_typer(notes_app, name="notes")
+app.add_typer(ray_app, name="ray")
 app.command("restore")(restore)
 app.command("alias")(set_alias)
 app.command("usage")(usage)
@@ -579,6 +581,13 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="Prepare the demo model if the repository lacks it.")
     ] = True,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="As replicas on Ray Serve (the ray extra; needs PostgreSQL, DXSERVE_RAY_*).",
+        ),
+    ] = False,
     data_dir: DataDirOption = None,
     model_repository: RepositoryOption = None,
 ) -> None:
@@ -596,6 +605,13 @@ def serve(
             "workers": workers or settings.workers,
         }
     )
+    if ray:
+        from dxserve.ray_serve import NotShareable, check
+
+        try:
+            check(settings)
+        except NotShareable as error:
+            raise typer.BadParameter(str(error), param_hint="--ray") from None
     services = _prepare(settings, demo)
     configure_logging(settings.log_level)
     scheme = "https" if settings.ssl_certfile else "http"
@@ -611,17 +627,21 @@ def serve(
         "ssl_keyfile": settings.ssl_keyfile,
         "forwarded_allow_ips": settings.forwarded_allow_ips,
     }
+    if ray:
+        from dxserve.ray_serve import run
+
+        services.close_stores()
+        console.print(
+            f"  on Ray Serve: {settings.ray_min_replicas}–{settings.ray_max_replicas} replicas"
+        )
+        run(settings)
+        return
     if settings.workers == 1:
         uvicorn.run(create_app(services), **network)
         return
     services.close_stores()
     # Each worker process builds its own services from the environment: pass the settings on.
-    for name, value in settings.model_dump(exclude_none=True).items():
-        if isinstance(value, SecretStr):
-            value = value.get_secret_value()
-        elif isinstance(value, dict | list):
-            value = json.dumps(value)
-        os.environ[f"DXSERVE_{name.upper()}"] = str(value)
+    os.environ.update(settings.as_environment())
     uvicorn.run("dxserve.server:build_app", factory=True, workers=settings.workers, **network)
 
 

@@ -1,5 +1,6 @@
 """Typed settings read from the environment (prefix ``DXSERVE_``); CLI flags override them."""
 
+import json
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -148,6 +149,26 @@ class Settings(BaseSettings):
         "outside the Sequence of Ultrasound Regions (burned-in names and dates).",
     )
 
+    ray_address: str | None = Field(
+        default=None,
+        description="`dxserve serve --ray`: the Ray cluster to join (e.g. ray://head:10001 or "
+        "auto); default: start a local one on loopback.",
+    )
+    ray_min_replicas: int = Field(default=1, ge=1, description="Fewest replicas of the app.")
+    ray_max_replicas: int = Field(default=1, ge=1, description="Most replicas (autoscaling).")
+    ray_target_ongoing_requests: float = Field(
+        default=16.0,
+        gt=0,
+        description="Requests in flight per replica that autoscaling aims at: dxserve's batcher "
+        "needs several in flight to fill a batch.",
+    )
+    ray_max_ongoing_requests: int = Field(
+        default=64,
+        ge=1,
+        description="Requests one replica takes at once (Ray's default of 5 would cap batches).",
+    )
+    ray_cpus_per_replica: float = Field(default=1.0, gt=0, description="CPUs Ray reserves.")
+
     @model_validator(mode="after")
     def _tls_pair(self) -> "Settings":
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
@@ -184,3 +205,15 @@ class Settings(BaseSettings):
     def database(self) -> str:
         """The database URL actually in use."""
         return self.database_url or f"sqlite:///{self.data_dir / 'dxserve.db'}"
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``DXSERVE_*`` variables, for processes that build their own (worker
+        processes, Ray replicas)."""
+        variables = {}
+        for name, value in self.model_dump(exclude_none=True).items():
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, dict | list):
+                value = json.dumps(value)
+            variables[f"DXSERVE_{name.upper()}"] = str(value)
+        return variables

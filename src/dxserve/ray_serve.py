@@ -1,0 +1,136 @@
+"""dxserve on Ray Serve: the same FastAPI app as replicas on a Ray cluster.
+
+Each replica builds the app itself (``serve.ingress`` of a builder function), from ``DXSERVE_*``
+variables passed in its runtime environment, so ONNX sessions, batchers and database engines
+are made on the replica and never pickled. Requests are batched by dxserve's own batcher on
+each replica, not by ``@serve.batch``: the batcher already sits behind every route (``/v1``,
+``/v2``, DICOMweb, notes), so ``max_ongoing_requests`` is set high enough for it to fill batches.
+
+Shared state lives where every replica reaches it: PostgreSQL (required), Redis for rate limits
+when set, and the data directory (blobs) on a shared filesystem.
+"""
+
+import os
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from ray import serve
+from ray.serve import Application
+
+from dxserve.settings import Settings
+
+DEPLOYMENT = "dxserve"
+REPLICA_HEADER = "X-Dxserve-Replica"
+
+
+class NotShareable(ValueError):
+    """Settings a cluster of replicas cannot share."""
+
+
+def check(settings: Settings) -> None:
+    """Refuse what replicas cannot share: a SQLite database is one machine's file."""
+    if settings.database.startswith("sqlite"):
+        raise NotShareable(
+            "dxserve on Ray needs PostgreSQL that every replica reaches: set "
+            "DXSERVE_DATABASE_URL (postgresql+psycopg://…); SQLite is one machine's file"
+        )
+
+
+def build_replica_app() -> FastAPI:
+    """The app, built on the replica from its environment; its answers name the replica."""
+    from dxserve.server import build_app
+
+    app = build_app()
+    replica = serve.get_replica_context().replica_id.unique_id
+
+    @app.middleware("http")
+    async def name_replica(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        response.headers[REPLICA_HEADER] = replica
+        return response
+
+    return app
+
+
+@serve.ingress(build_replica_app)
+class Replica:
+    """One replica: all of dxserve's routes."""
+
+
+Dxserve = serve.deployment(name=DEPLOYMENT)(Replica)
+
+
+def deployment_options(settings: Settings) -> dict[str, Any]:
+    return {
+        "name": DEPLOYMENT,
+        "max_ongoing_requests": settings.ray_max_ongoing_requests,
+        "autoscaling_config": {
+            "min_replicas": settings.ray_min_replicas,
+            "max_replicas": max(settings.ray_min_replicas, settings.ray_max_replicas),
+            "target_ongoing_requests": settings.ray_target_ongoing_requests,
+        },
+        "ray_actor_options": {"num_cpus": settings.ray_cpus_per_replica},
+    }
+
+
+def application(settings: Settings, environment: dict[str, str] | None = None) -> Application:
+    """The Serve application for ``settings``; ``environment`` (the settings as variables, by
+    default) is given to each replica's runtime environment."""
+    check(settings)
+    options = deployment_options(settings)
+    env = settings.as_environment() if environment is None else environment
+    options["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    return Dxserve.options(**options).bind()
+
+
+def app_builder(args: dict[str, str]) -> Application:
+    """For ``serve run dxserve.ray_serve:app_builder`` and Serve config files: settings from the
+    cluster's environment (secrets from the platform's secret store, never the config file)."""
+    del args
+    settings = Settings()
+    check(settings)
+    options = deployment_options(settings)
+    return Dxserve.options(**options).bind()
+
+
+def start_local_cluster(num_cpus: int | None = None) -> None:
+    """A Ray cluster in this process's machine, on loopback, without dashboard or usage
+    statistics; or the cluster ``DXSERVE_RAY_ADDRESS`` names."""
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = Settings().ray_address
+    if address:
+        ray.init(address=address)
+        return
+    ray.init(
+        _node_ip_address="127.0.0.1",
+        include_dashboard=False,
+        num_cpus=num_cpus,
+        configure_logging=False,
+    )
+
+
+def run(settings: Settings, blocking: bool = True) -> None:
+    """Serve ``settings``'s app on Ray at its host and port."""
+    start_local_cluster()
+    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.run(application(settings), name=DEPLOYMENT, route_prefix="/", blocking=blocking)
+
+
+def config(settings: Settings) -> dict[str, Any]:
+    """A Serve config file's content (``serve deploy``/KubeRay) for ``settings``' scaling; the
+    replicas read the rest of their settings, and every secret, from the cluster's environment."""
+    options = deployment_options(settings)
+    return {
+        "proxy_location": "EveryNode",
+        "http_options": {"host": "0.0.0.0", "port": settings.port},
+        "applications": [
+            {
+                "name": DEPLOYMENT,
+                "route_prefix": "/",
+                "import_path": "dxserve.ray_serve:app_builder",
+                "deployments": [options],
+            }
+        ],
+    }
