@@ -19,8 +19,9 @@ from sqlalchemy import func, select
 from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.database import make_engine
 from dxserve.store.tables import DiagnosisRow, UsageEventRow
-from tests.api.test_tritonclient import free_port, run_server
+from tests.api.test_tritonclient import run_server
 from tests.api.test_v1 import png
+from tests.processes import free_port
 
 PLANS = "[plans.standard]\nrate_per_second = 1e9\nburst = 1000000000\n"
 LOAD_S = 2.5

@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import SecondaryCaptureImageStorage
 
 from tests.api.test_dicomweb import client, echo_study
-from tests.api.test_tritonclient import free_port
+from tests.processes import free_port
 
 pytestmark = pytest.mark.pacs
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.api.test_tritonclient import free_port
+from tests.processes import free_port
 
 
 def self_signed(folder: Path) -> tuple[Path, Path]:

@@ -2,7 +2,6 @@
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -13,13 +12,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.processes import free_port
+
 httpclient = pytest.importorskip("tritonclient.http", reason="tests need the dev extra")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")

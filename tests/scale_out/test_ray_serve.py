@@ -6,7 +6,6 @@ the replicas wrote together verifies."""
 import datetime as dt
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,6 +20,7 @@ from dxserve.core.security.principal import Role
 from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.conftest import new_postgres_database
+from tests.processes import free_port
 
 ray = pytest.importorskip("ray", reason="Ray Serve tests need the ray extra")
 serve = pytest.importorskip("ray.serve")
@@ -28,12 +28,6 @@ pytestmark = pytest.mark.ray
 
 REQUESTS = 400
 CONCURRENCY = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
