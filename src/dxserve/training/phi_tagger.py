@@ -17,6 +17,7 @@ import string
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class TaggerResult:
 Labelled = tuple[str, list[tuple[int, int]]]  # a text and its names' spans
 
 
+@cache
 def distractors() -> tuple[str, ...]:
     """Words that are not names (known_words), in a fixed order for seeded sampling."""
     return tuple(sorted(not_names()))
