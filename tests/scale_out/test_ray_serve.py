@@ -12,12 +12,14 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from dxserve.core.security.principal import Role
 from dxserve.server import build_services
+from dxserve.services import Services
 from dxserve.settings import Settings
 from tests.conftest import new_postgres_database
 from tests.processes import free_port
@@ -28,15 +30,22 @@ pytestmark = pytest.mark.ray
 
 REQUESTS = 400
 CONCURRENCY = 16
+FAULT_REQUESTS = 200
+HOUR = dt.timedelta(hours=1)
+UNLIMITED = "[plans.standard]\nrate_per_second = 1e9\nburst = 1000000000\n"
 
 
 @pytest.fixture(scope="module")
 def cluster_settings(
     tmp_path_factory: pytest.TempPathFactory, trained_repo: Path
 ) -> Iterator[Settings]:
+    data = tmp_path_factory.mktemp("ray-data")
+    # A plan whose rate limit the load never reaches: what is tested is sharing, not refusals.
+    (data / "plans.toml").write_text(UNLIMITED)
     with new_postgres_database() as url:
         yield Settings(
-            data_dir=tmp_path_factory.mktemp("ray-data"),
+            data_dir=data,
+            plans_file=data / "plans.toml",
             model_repository=trained_repo,
             database_url=url,
             host="127.0.0.1",
@@ -80,35 +89,97 @@ def test_sqlite_is_refused_with_the_setting_named(tmp_path: Path) -> None:
         application(Settings(data_dir=tmp_path))
 
 
-def test_requests_spread_over_replicas_each_stored_once(
-    cluster: str, cluster_settings: Settings, phantom_dir: Path
-) -> None:
+@dataclass
+class Tenant:
+    """A tenant of the cluster's database with a clinician's key, and the stores to check."""
+
+    services: Services
+    id: str
+    token: str
+
+    def usage_images(self) -> int:
+        now = dt.datetime.now(dt.UTC)
+        totals = self.services.usage.totals(self.id, now - dt.timedelta(hours=1), now + HOUR)
+        return sum(t.images for t in totals)
+
+
+@pytest.fixture(scope="module")
+def stores(cluster_settings: Settings) -> Iterator[Services]:
     services = build_services(cluster_settings)
-    tenant = services.accounts.create_tenant("group-a")
-    _, token = services.accounts.create_key("group-a", Role.clinician)
-    image = next((phantom_dir / "abnormal").glob("*.png")).read_bytes()
+    yield services
+    services.close_stores()
+    services.accounts.engine.dispose()
+
+
+def new_tenant(services: Services, name: str) -> Tenant:
+    tenant_id = services.accounts.create_tenant(name, plan="standard")
+    return Tenant(services, tenant_id, services.accounts.create_key(name, Role.clinician)[1])
+
+
+def diagnose(base: str, token: str, image: bytes) -> tuple[int, str, str]:
+    """Status, replica and diagnosis id of one POST /v1/diagnoses (status 0: the connection
+    broke, which a client retries)."""
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/png"}
+    request = urllib.request.Request(f"{base}/v1/diagnoses", image, headers)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            return r.status, r.headers["X-Dxserve-Replica"], json.load(r)["id"]
+    except urllib.error.HTTPError as refused:
+        return refused.code, "", ""
+    except OSError:
+        return 0, "", ""
 
-    def diagnose(_: int) -> tuple[int, str, str]:
-        request = urllib.request.Request(f"{cluster}/v1/diagnoses", image, headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as r:
-                return r.status, r.headers["X-Dxserve-Replica"], json.load(r)["id"]
-        except urllib.error.HTTPError as refused:
-            return refused.code, "", ""
 
+def test_requests_spread_over_replicas_each_stored_once(
+    cluster: str, stores: Services, phantom_dir: Path
+) -> None:
+    tenant = new_tenant(stores, "group-a")
+    image = next((phantom_dir / "abnormal").glob("*.png")).read_bytes()
     with ThreadPoolExecutor(CONCURRENCY) as pool:
-        answers = list(pool.map(diagnose, range(REQUESTS)))
+        answers = list(pool.map(lambda _: diagnose(cluster, tenant.token, image), range(REQUESTS)))
     assert Counter(status for status, _, _ in answers) == {201: REQUESTS}
     by_replica = Counter(replica for _, replica, _ in answers)
     assert len(by_replica) == 2 and min(by_replica.values()) > 0, by_replica
-    ids = [diagnosis for _, _, diagnosis in answers]
-    assert len(set(ids)) == REQUESTS
-    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
-    end = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
-    totals = services.usage.totals(tenant, start, end)
-    assert sum(t.images for t in totals) == REQUESTS
-    assert services.audit.verify().ok
-    services.close_stores()
-    services.accounts.engine.dispose()
+    assert len({diagnosis for _, _, diagnosis in answers}) == REQUESTS
+    assert tenant.usage_images() == REQUESTS
+    assert stores.audit.verify().ok
     assert os.environ.get("RAY_USAGE_STATS_ENABLED") == "0"
+
+
+def test_a_replica_killed_mid_run_loses_nothing_answered(
+    cluster: str, stores: Services, phantom_dir: Path
+) -> None:
+    """Every request gets a 201 whose diagnosis is then readable, or an error a client retries;
+    Serve replaces the replica and both serve again."""
+    tenant = new_tenant(stores, "group-b")
+    image = next((phantom_dir / "normal").glob("*.png")).read_bytes()
+    victims = [n for n in ray.util.list_named_actors(all_namespaces=True)
+               if n["name"].startswith("SERVE_REPLICA::")]  # fmt: skip
+    assert len(victims) == 2, victims
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        running = [
+            pool.submit(diagnose, cluster, tenant.token, image) for _ in range(FAULT_REQUESTS)
+        ]
+        while sum(f.done() for f in running) < FAULT_REQUESTS // 4:
+            time.sleep(0.05)
+        ray.kill(ray.get_actor(victims[0]["name"], namespace=victims[0]["namespace"]))
+        answers = [f.result() for f in running]
+    statuses = Counter(status for status, _, _ in answers)
+    assert set(statuses) <= {201, 0, 500, 502, 503}, statuses
+    created = [diagnosis for status, _, diagnosis in answers if status == 201]
+    assert len(set(created)) == len(created) > FAULT_REQUESTS // 4
+    for diagnosis in created:  # every 201 is readable
+        read = urllib.request.Request(f"{cluster}/v1/diagnoses/{diagnosis}",
+                                      headers={"Authorization": f"Bearer {tenant.token}"})  # fmt: skip
+        with urllib.request.urlopen(read, timeout=30) as r:
+            assert r.status == 200
+    # A request whose replica died after committing and before answering is stored without a
+    # 201 (the client retries it); none is counted twice, none answered is missing.
+    assert len(created) <= tenant.usage_images() <= FAULT_REQUESTS
+    assert stores.audit.verify().ok
+    deadline, serving = time.monotonic() + 120, set()
+    while len(serving) < 2 and time.monotonic() < deadline:
+        status, replica, _ = diagnose(cluster, tenant.token, image)
+        if status == 201:
+            serving.add(replica)
+    assert len(serving) == 2, "Serve did not bring the second replica back"
