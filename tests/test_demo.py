@@ -58,6 +58,7 @@ def test_demo_model_from_a_fresh_data_dir(tmp_path: Path) -> None:
     held_out = tagger.evaluations["held_out_families"]
     assert held_out["notes"] == 300
     with_tagger, rules = held_out["rules_and_tagger"], held_out["rules_only"]
-    assert with_tagger["NAME"]["recall"] >= rules["NAME"]["recall"] + 0.3  # names in context
+    # The rules find names after labels and titles (0.73 of them); the tagger those in context.
+    assert with_tagger["NAME"]["recall"] >= max(0.97, rules["NAME"]["recall"] + 0.2)
     assert with_tagger["ALL"]["recall"] >= 0.97 and with_tagger["ALL"]["precision"] >= 0.85
     assert tagger.not_for_clinical_use and tagger.modality == "text"
