@@ -73,27 +73,27 @@ def deployment_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def application(settings: Settings, environment: dict[str, str] | None = None) -> Application:
-    """The Serve application for ``settings``; ``environment`` (the settings as variables, by
-    default) is given to each replica's runtime environment."""
-    check(settings)
-    options = deployment_options(settings)
-    env = settings.as_environment() if environment is None else environment
-    options["ray_actor_options"]["runtime_env"] = {"env_vars": env}
-    return Dxserve.options(**options).bind()
+def application(settings: Settings) -> Application:
+    """The Serve application for ``settings``, which each replica is given as variables."""
+    return _bind(settings, {"env_vars": settings.as_environment()})
 
 
 def app_builder(args: dict[str, str]) -> Application:
     """For ``serve run dxserve.ray_serve:app_builder`` and Serve config files: settings from the
     cluster's environment (secrets from the platform's secret store, never the config file)."""
     del args
-    settings = Settings()
+    return _bind(Settings(), None)
+
+
+def _bind(settings: Settings, runtime_env: dict[str, Any] | None) -> Application:
     check(settings)
     options = deployment_options(settings)
+    if runtime_env is not None:
+        options["ray_actor_options"]["runtime_env"] = runtime_env
     return Dxserve.options(**options).bind()
 
 
-def start_local_cluster(num_cpus: int | None = None) -> None:
+def start_local_cluster() -> None:
     """A Ray cluster in this process's machine, on loopback, without dashboard or usage
     statistics; or the cluster ``DXSERVE_RAY_ADDRESS`` names."""
     import ray
@@ -106,7 +106,6 @@ def start_local_cluster(num_cpus: int | None = None) -> None:
     ray.init(
         _node_ip_address="127.0.0.1",
         include_dashboard=False,
-        num_cpus=num_cpus,
         configure_logging=False,
     )
 
