@@ -1,3 +1,4 @@
+# ruff: noqa: E402  (Ray reads its environment when first imported: set below, before it is)
 """dxserve on Ray Serve: the same FastAPI app as replicas on a Ray cluster.
 
 Each replica builds the app itself (``serve.ingress`` of a builder function), from ``DXSERVE_*``
@@ -7,16 +8,30 @@ each replica, not by ``@serve.batch``: the batcher already sits behind every rou
 ``/v2``, DICOMweb, notes), so ``max_ongoing_requests`` is set high enough for it to fill batches.
 
 Shared state lives where every replica reaches it: PostgreSQL (required), Redis for rate limits
-when set, and the data directory (blobs) on a shared filesystem.
+when set, and the data directory (blobs) on a shared filesystem. Requests for a model go to
+the replicas that hold it (:mod:`dxserve.ray_multiplex`).
 """
 
+import contextlib
 import os
 from typing import Any
+
+# Ray's proxies read this from their environment: the middleware naming each request's model.
+PROXY_CALLBACK = "dxserve.ray_multiplex:proxy_middlewares"
+os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+if not os.environ.get("DXSERVE_RAY_ADDRESS"):
+    # A cluster of this machine alone stays on loopback. Otherwise Ray (2.60) swaps 127.0.0.1
+    # for the machine's address and its servers listen on every interface. Ray reads this when
+    # first imported, hence here, before it is.
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 from fastapi import FastAPI, Request, Response
 from ray import serve
 from ray.serve import Application
 
+from dxserve.errors import DxError
+from dxserve.ray_multiplex import holder
 from dxserve.settings import Settings
 
 DEPLOYMENT = "dxserve"
@@ -37,14 +52,19 @@ def check(settings: Settings) -> None:
 
 
 def build_replica_app() -> FastAPI:
-    """The app, built on the replica from its environment; its answers name the replica."""
+    """The app, built on the replica from its environment. It holds the model a request names
+    (multiplexing, :mod:`dxserve.ray_multiplex`) before serving it; its answers name the replica."""
     from dxserve.server import build_app
 
     app = build_app()
     replica = serve.get_replica_context().replica_id.unique_id
+    hold = holder(app.state.services.registry)
 
     @app.middleware("http")
-    async def name_replica(request: Request, call_next: Any) -> Response:
+    async def on_replica(request: Request, call_next: Any) -> Response:
+        if reference := serve.get_multiplexed_model_id():
+            with contextlib.suppress(DxError):  # the route answers what is wrong with it
+                await hold(reference)
         response: Response = await call_next(request)
         response.headers[REPLICA_HEADER] = replica
         return response
@@ -98,16 +118,17 @@ def start_local_cluster() -> None:
     statistics; or the cluster ``DXSERVE_RAY_ADDRESS`` names."""
     import ray
 
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     address = Settings().ray_address
     if address:
         ray.init(address=address)
         return
-    ray.init(
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        configure_logging=False,
-    )
+    ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, configure_logging=False)
+    if ray.util.get_node_ip_address() not in ("127.0.0.1", "::1"):
+        ray.shutdown()
+        raise RuntimeError(
+            "Ray was imported before dxserve.ray_serve and would listen on every interface: "
+            "import dxserve.ray_serve first, or set RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0"
+        )
 
 
 def run(settings: Settings, blocking: bool = True) -> None:

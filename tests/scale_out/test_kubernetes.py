@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from dxserve.ray_serve import config
+from dxserve.ray_serve import PROXY_CALLBACK, config
 from dxserve.settings import Settings
 
 MANIFEST = Path(__file__).parents[2] / "deploy" / "kubernetes" / "rayservice.yaml"
@@ -38,6 +38,7 @@ def test_probes_and_secrets() -> None:
         assert "value" not in env[secret]
     assert env["DXSERVE_MASTER_KEY_FILE"]["value"].startswith("/secrets/")
     assert env["RAY_USAGE_STATS_ENABLED"]["value"] == "0"
+    assert env["RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"]["value"] == PROXY_CALLBACK
     volumes = {v["name"]: v for v in cluster["headGroupSpec"]["template"]["spec"]["volumes"]}
     assert volumes["secrets"]["secret"]["secretName"] == "dxserve"
     assert documents()["PersistentVolumeClaim"]["spec"]["accessModes"] == ["ReadWriteMany"]

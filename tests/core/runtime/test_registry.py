@@ -88,3 +88,11 @@ def test_select_versions_aliases_splits_and_shadows(repo: ModelRepository) -> No
         await registry.close()
 
     asyncio.run(main())
+
+
+def test_models_that_fit_counts_the_largest_versions_the_budget_holds(
+    repo: ModelRepository,
+) -> None:
+    need = model_bytes(repo)
+    assert ModelRegistry(repo, memory_budget_bytes=2 * need + 1).models_that_fit() == 2
+    assert ModelRegistry(repo, memory_budget_bytes=need // 2).models_that_fit() == 1

@@ -25,6 +25,11 @@ LATEST_TTL_S = 1.0
 MEMORY_FACTOR = 2.0
 
 
+def memory_need(ref: ModelRef) -> int:
+    """The memory a version takes once loaded, estimated from its file."""
+    return int((ref.path / "model.onnx").stat().st_size * MEMORY_FACTOR)
+
+
 @dataclass
 class LoadedModel:
     """A model version ready to run."""
@@ -93,7 +98,7 @@ class ModelRegistry:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
-            need = int((ref.path / "model.onnx").stat().st_size * MEMORY_FACTOR)
+            need = memory_need(ref)
             if need > self.memory_budget_bytes:
                 raise InvalidInput(
                     f"{ref} needs about {need >> 20} MiB, over the memory budget of "
@@ -105,6 +110,13 @@ class ModelRegistry:
             loaded = await asyncio.to_thread(self._open, ref, need)
             self._loaded[key] = loaded
             return loaded
+
+    def models_that_fit(self) -> int:
+        """How many of the repository's largest model versions the memory budget holds (≥ 1)."""
+        repository = self.repository
+        needs = [memory_need(repository.resolve(n, v))
+                 for n in repository.models() for v in repository.versions(n)]  # fmt: skip
+        return max(1, self.memory_budget_bytes // max(needs, default=1))
 
     def _open(self, ref: ModelRef, memory_bytes: int) -> LoadedModel:
         threads = self.threads or max(1, (os.cpu_count() or 1) // self.instances)
