@@ -17,7 +17,7 @@ import os
 from typing import Any
 
 # Ray's proxies read this from their environment: the middleware naming each request's model.
-PROXY_CALLBACK = "dxserve.ray_multiplex:proxy_middlewares"
+PROXY_CALLBACK = "dxserve.ray_proxy:proxy_middlewares"
 os.environ.setdefault("RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH", PROXY_CALLBACK)
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 if not os.environ.get("DXSERVE_RAY_ADDRESS"):
