@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Column, Table
@@ -48,8 +49,12 @@ ROTATION_GRACE_S = 2.0
 
 
 def database() -> Engine:
+    """The database, migrated; its connections are closed when the command ends."""
     engine = make_engine(Settings().database)
     migrate(engine)
+    command = click.get_current_context(silent=True)
+    if command is not None:
+        command.call_on_close(engine.dispose)
     return engine
 
 

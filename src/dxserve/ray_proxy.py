@@ -1,6 +1,6 @@
 """What dxserve adds to Ray Serve's HTTP proxies (``RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=
-dxserve.ray_proxy:proxy_middlewares``): each request's model named for multiplexed routing, and
-a retryable 503 where a replica died before answering."""
+dxserve.ray_proxy:proxy_middlewares``): each request's model named for multiplexed routing,
+a retryable 503 where a replica died before answering, and one X-Request-ID an answer."""
 
 import re
 from urllib.parse import parse_qs
@@ -14,6 +14,7 @@ from dxserve.api.errors import error_response
 MODEL_HEADER = b"serve_multiplexed_model_id"
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/(\d+))?/infer")
 DIAGNOSES_PATH = "/v1/diagnoses"
+REQUEST_ID = b"x-request-id"
 RETRY_AFTER = "1"  # seconds: Serve routes to the other replicas at once, and replaces the lost one
 
 
@@ -70,6 +71,29 @@ class ReplicaLost:
             await response(scope, receive, send)
 
 
+class OneRequestId:
+    """Proxy middleware: Ray's proxy adds an X-Request-ID to every answer, and dxserve's replicas
+    already answer with the request's: a client gets it once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def deduplicated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers, seen = [], False
+                for key, value in message.get("headers", []):
+                    if key.lower() == REQUEST_ID:
+                        if seen:
+                            continue
+                        seen = True
+                    headers.append((key, value))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, deduplicated if scope["type"] == "http" else send)
+
+
 def proxy_middlewares() -> list[Middleware]:
-    """The middlewares of every proxy, outermost first."""
-    return [Middleware(ModelAffinity), Middleware(ReplicaLost)]
+    """The middlewares of every proxy (Ray applies them in this order, the last outermost)."""
+    return [Middleware(OneRequestId), Middleware(ReplicaLost), Middleware(ModelAffinity)]

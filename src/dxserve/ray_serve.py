@@ -58,7 +58,9 @@ def build_replica_app() -> FastAPI:
 
     app = build_app()
     replica = serve.get_replica_context().replica_id.unique_id
-    hold = holder(app.state.services.registry)
+    registry = app.state.services.registry
+    registry.explicit_control = False  # a load or unload would reach this replica alone
+    hold = holder(registry)
 
     @app.middleware("http")
     async def on_replica(request: Request, call_next: Any) -> Response:

@@ -476,3 +476,4 @@ class Services:
     async def close(self) -> None:
         await self.registry.close()
         await asyncio.to_thread(self.close_stores)
+        self.accounts.engine.dispose()  # its pooled connections; a later use opens new ones

@@ -1,4 +1,8 @@
-"""An app over a real SQLite database, blob store and model repository, and keys for two tenants."""
+"""An app over a real SQLite database, blob store and model repository, and keys for two tenants.
+
+With ``DXSERVE_TEST_ON_RAY=1``, the same app as two replicas on a local Ray cluster over a fresh
+PostgreSQL database, reached over HTTP (``tests/on_ray.py``): the API tests then check that
+every route behaves on Ray as it does embedded."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,16 +14,22 @@ from dxserve.api.app import create_app
 from dxserve.core.security.principal import Role
 from dxserve.server import build_services
 from dxserve.settings import Settings
+from tests.on_ray import ON_RAY, client_on_ray, suite_settings
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Iterator[Settings]:
     data = tmp_path_factory.mktemp("data")
-    return Settings(data_dir=data, model_repository=trained_repo, max_body_mb=2)
+    with suite_settings(Settings(data_dir=data, model_repository=trained_repo, max_body_mb=2)) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")
 def client(settings: Settings) -> Iterator[TestClient]:
+    if ON_RAY:
+        with client_on_ray(settings) as ray_client:
+            yield ray_client  # type: ignore[misc]
+        return
     with TestClient(create_app(build_services(settings))) as test_client:
         yield test_client
 
@@ -58,3 +68,13 @@ def live_server(live_data_dir: Path, trained_repo: Path) -> Iterator[tuple[str, 
     from tests.api.test_tritonclient import run_server
 
     yield from run_server(live_data_dir, trained_repo)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On Ray, only the tests that go through ``client``: the others do not touch the app on Ray
+    and have run embedded already."""
+    if not ON_RAY:
+        return
+    through_app = [i for i in items if "client" in getattr(i, "fixturenames", ())]
+    config.hook.pytest_deselected(items=[i for i in items if i not in through_app])
+    items[:] = through_app

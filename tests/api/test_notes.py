@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,15 @@ from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.api.conftest import auth
 from tests.api.test_deidentification import stored_files
+from tests.on_ray import suite_settings
 
 
 @pytest.fixture(scope="module")
-def settings(tmp_path_factory: pytest.TempPathFactory, tagger_repo: Path) -> Settings:
+def settings(tmp_path_factory: pytest.TempPathFactory, tagger_repo: Path) -> Iterator[Settings]:
     """The API's settings over a repository with a PHI tagger (conftest's has none)."""
-    return Settings(data_dir=tmp_path_factory.mktemp("data"), model_repository=tagger_repo)
+    data = tmp_path_factory.mktemp("data")
+    with suite_settings(Settings(data_dir=data, model_repository=tagger_repo)) as settings:
+        yield settings
 
 
 NOTE = """DISCHARGE SUMMARY

@@ -276,9 +276,7 @@ def test_shadow_runs_but_is_not_shown(
         body = response.json()
         assert body["alias"] == "shadowed" and "shadow" not in body
         services = client.app.state.services  # type: ignore[attr-defined]
-        stored = services.diagnoses.get(
-            services.accounts.cached(keys["clinician"]).tenant_id, body["id"]
-        )
+        stored = services.diagnoses.get(services.accounts.tenant_id("hospital-a"), body["id"])
         assert stored["shadow"]["version"] == 1
         assert stored["shadow"]["probability"] == pytest.approx(body["probability"], abs=1e-6)
         shown = client.get(f"/v1/diagnoses/{body['id']}", headers=auth(keys["clinician"])).json()

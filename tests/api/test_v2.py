@@ -10,6 +10,7 @@ from dxserve.api.app import create_app
 from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.api.conftest import auth
+from tests.on_ray import ON_RAY
 
 
 def infer_body(x: np.ndarray) -> str:
@@ -94,6 +95,10 @@ def test_roles(client: TestClient, keys: dict[str, str]) -> None:
 
 def test_repository_unload_and_load(client: TestClient, keys: dict[str, str]) -> None:
     admin = auth(keys["platform"])
+    if ON_RAY:  # replicas load on demand: refused as Triton refuses it outside explicit mode
+        refused = client.post("/v2/repository/models/echo-cnn/unload", headers=admin)
+        assert refused.status_code == 400 and "on demand" in refused.json()["error"]
+        return
     assert client.post("/v2/repository/models/echo-cnn/unload", headers=admin).status_code == 200
     assert client.get("/v2/models/echo-cnn/ready", headers=admin).status_code == 400
     index = client.post("/v2/repository/index", headers=admin).json()

@@ -10,7 +10,7 @@ from dxserve.api.oip import HEADER_LENGTH, encode_response, parse_request
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.repository import ModelRef
 from dxserve.core.security.principal import Permission
-from dxserve.errors import ModelNotFound
+from dxserve.errors import InvalidInput, ModelNotFound
 from dxserve.services import Services
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
@@ -192,12 +192,23 @@ async def repository_index(
     ]
 
 
+def _require_explicit_control(services: ServicesDep) -> None:
+    """Refused, as Triton refuses it outside its explicit model-control mode, where replicas load
+    models on demand (on Ray Serve): a load or unload would reach only the replica answering."""
+    if not services.registry.explicit_control:
+        raise InvalidInput(
+            "explicit model load/unload is not available here: each replica loads models on "
+            "demand, within its memory budget"
+        )
+
+
 @router.post("/repository/models/{name}/load")
 async def load_model(
     name: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
     """Load a model's latest version."""
     principal.require(Permission.manage_models)
+    _require_explicit_control(services)
     await services.registry.load(name)
     return {}
 
@@ -208,6 +219,7 @@ async def unload_model(
 ) -> dict[str, Any]:
     """Unload every loaded version of a model."""
     principal.require(Permission.manage_models)
+    _require_explicit_control(services)
     services.registry.repository.resolve(name)
     await services.registry.unload(name)
     return {}

@@ -78,6 +78,8 @@ class ModelRegistry:
         self._loaded: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._lock = asyncio.Lock()
         self._latest: dict[str, tuple[int, float]] = {}
+        # False where replicas load on demand and a load or unload would reach only one of them.
+        self.explicit_control = True
 
     def loaded(self) -> list[LoadedModel]:
         """Loaded versions, least recently used first."""
