@@ -15,6 +15,7 @@ The embedded server is measured first and again last; ratios are to the mean of 
 """
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -33,6 +34,7 @@ from rich.console import Console
 from rich.table import Table
 
 from serve import (
+    REPORT_LUA,
     build_repository,
     free_port,
     oip_body,
@@ -45,16 +47,7 @@ from serve import (
 MODES = {"embedded": 0, "Ray, 1 replica": 1, "Ray, 2 replicas": 2}
 CONCURRENCY = (1, 16)
 NO_OP = "GET /v2/health/live (no-op)"
-GET_LUA = """
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
-    '"errors": %d, "non2xx": %d}\\n', summary.requests, summary.duration,
-    latency:percentile(50), latency:percentile(99),
-    e.connect + e.read + e.write + e.timeout, e.status))
-end
-"""
+GET_LUA = 'wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")\n' + REPORT_LUA
 
 
 @contextmanager
@@ -115,8 +108,6 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def get_wrk(url: str, token: str, connections: int, seconds: int) -> dict[str, float]:
-    import json
-
     with tempfile.TemporaryDirectory() as folder:
         script = Path(folder) / "get.lua"
         script.write_text(GET_LUA)

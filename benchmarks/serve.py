@@ -44,15 +44,7 @@ from rich.table import Table
 from dxserve.core.security.envelope import new_master_key
 from dxserve.phantoms.study import make_study
 
-LUA = """
-local f = io.open(os.getenv("BODY_FILE"), "rb")
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
-wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE")
-local extra = os.getenv("HEADER_LENGTH")
-if extra and extra ~= "" then wrk.headers["Inference-Header-Content-Length"] = extra end
+REPORT_LUA = """
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format('RESULT {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, ' ..
@@ -61,6 +53,20 @@ done = function(summary, latency, requests)
     e.connect + e.read + e.write + e.timeout, e.status))
 end
 """
+
+LUA = (
+    """
+local f = io.open(os.getenv("BODY_FILE"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
+wrk.headers["Content-Type"] = os.getenv("CONTENT_TYPE")
+local extra = os.getenv("HEADER_LENGTH")
+if extra and extra ~= "" then wrk.headers["Inference-Header-Content-Length"] = extra end
+"""
+    + REPORT_LUA
+)
 
 
 def build_repository(root: Path) -> Path:

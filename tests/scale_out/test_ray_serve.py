@@ -29,7 +29,7 @@ from dxserve.server import build_services
 from dxserve.services import Services
 from dxserve.settings import Settings
 from tests.conftest import new_postgres_database
-from tests.processes import free_port
+from tests.on_ray import serving_on_ray
 
 # dxserve.ray_serve first: it keeps a one-machine cluster on loopback, which Ray reads on import.
 ray_serve = pytest.importorskip("dxserve.ray_serve", reason="Ray Serve tests need the ray extra")
@@ -66,8 +66,6 @@ def cluster_settings(
             model_repository=repo,
             memory_budget_mb=math.ceil(2.5 * need / 2**20),
             database_url=url,
-            host="127.0.0.1",
-            port=free_port(),
             ray_min_replicas=2,
             ray_max_replicas=2,
             ray_cpus_per_replica=0.5,
@@ -78,24 +76,8 @@ def cluster_settings(
 @pytest.fixture(scope="module")
 def cluster(cluster_settings: Settings) -> Iterator[str]:
     """The app on 2 replicas of a local Ray cluster; its base URL."""
-    ray_serve.run(cluster_settings, blocking=False)
-    base = f"http://127.0.0.1:{cluster_settings.port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/v2/health/ready", timeout=2) as ready:
-                if ready.status == 200:
-                    break
-        except OSError:
-            pass
-        time.sleep(0.5)
-    else:
-        pytest.fail("the Ray replicas did not become ready in 120 s")
-    try:
+    with serving_on_ray(cluster_settings) as (_, base):
         yield base
-    finally:
-        serve.shutdown()
-        ray.shutdown()
 
 
 def test_sqlite_is_refused_with_the_setting_named(tmp_path: Path) -> None:
