@@ -13,6 +13,7 @@ signal tables carry no patient metadata and are stored (sealed) as sent.
 
 import io
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
@@ -20,11 +21,11 @@ from pydicom.dataset import Dataset
 from dxserve.core.intake.decode import (
     check_decodable,
     decode_bytes,
-    decode_dicom,
+    dicom_frames,
     image_pixels,
     read_dicom,
 )
-from dxserve.core.intake.deidentify import Options, deidentify
+from dxserve.core.intake.deidentify import Options, clean_pixel_data, deidentify_attributes
 from dxserve.core.intake.frames import Frames
 from dxserve.core.intake.signal import Signal
 from dxserve.core.intake.signal_table import decode_csv, decode_json
@@ -89,8 +90,12 @@ def open_body(
 
 @dataclass(frozen=True)
 class Received:
+    """The model's input, and what to store: ``stored()`` makes the de-identified DICOM object
+    (cleaning an ultrasound's pixels first: for a long cine the slowest part of intake, so it
+    may run beside the model, which reads the pixels as sent), or is the body as sent."""
+
     sample: Frames | Signal
-    stored: bytes  # the de-identified DICOM object, or the body as sent
+    stored: Callable[[], bytes]
     study_uid: str | None = None  # pseudonymous, for DICOM
     sop_class_uid: str | None = None
     sop_uid: str | None = None  # pseudonymous
@@ -125,23 +130,28 @@ class Intake:
                 check_decodable(body.dataset)
             return self.deidentify(tenant_id, body.dataset)
         if body.modality == IMAGE:
-            return Received(Frames(decode_bytes(body.data)), body.data)
+            return Received(Frames.of(decode_bytes(body.data)), lambda: body.data)
         signal = _decode_signal(body)
-        return Received(signal, zip_files(body.files) if body.files else body.data)
+        stored = zip_files(body.files) if body.files else body.data
+        return Received(signal, lambda: stored)
 
     def deidentify(self, tenant_id: str, dataset: Dataset) -> Received:
         """De-identify ``dataset`` (in place) for the tenant and keep its identity sealed."""
-        done = deidentify(dataset, self.identities.pseudonyms(tenant_id), self.options)
-        sample: Frames | Signal = (
-            decode_waveform(dataset) if is_waveform(dataset) else Frames(decode_dicom(dataset))
-        )
+        sample = decode_waveform(dataset) if is_waveform(dataset) else dicom_frames(dataset)
+        done = deidentify_attributes(dataset, self.identities.pseudonyms(tenant_id), self.options)
+
+        def stored() -> bytes:
+            if done.pixels_cleaned:
+                clean_pixel_data(dataset)
+            return part10(dataset)
+
         study = str(dataset.get("StudyInstanceUID", "") or "")
         sop = str(dataset.get("SOPInstanceUID", "") or "")
         if study and sop:
             self.identities.remember(tenant_id, study, sop, done.identity)
         return Received(
             sample,
-            part10(dataset),
+            stored,
             study or None,
             str(dataset.get("SOPClassUID", "") or "") or None,
             sop or None,

@@ -85,6 +85,12 @@ def heatmap_png(saliency: SaliencyMap, data: bytes) -> bytes:
     return render_overlay(frames[saliency.frame], saliency, title)
 
 
+def _settled(task: "asyncio.Future[Any]") -> None:
+    """A task nobody awaits any more (its request failed): its failure is not news."""
+    if not task.cancelled():
+        task.exception()
+
+
 def clinical_view(record: dict[str, Any]) -> dict[str, Any]:
     """A stored diagnosis as the clinical API shows it: a shadow version's answer is recorded
     for the model's owners but never shown as, or beside, the answer."""
@@ -199,12 +205,16 @@ class Services:
         manifest = selection.primary.manifest
         small = manifest.modality == IMAGE and is_small(pixels, manifest.image_recipe.size)
         received = await run_cpu(small, self.intake.receive, principal.tenant_id, body, manifest)
+        # What is stored is made beside the model (for a cine: its pixels cleaned).
+        storing = asyncio.ensure_future(run_cpu(small, received.stored))
         try:
             max_frames = self.settings.max_frames or None
             outcome = await diagnose(selection, received.sample, max_frames, explain)
         except Exception:
             self.metrics.request(ref, ok=False)
+            storing.add_done_callback(_settled)
             raise
+        stored_bytes = await storing
         self.metrics.request(ref, ok=True)
         result = outcome.diagnosis.to_dict()
         if isinstance(received.sample, Signal):  # what is needed to read the input again
@@ -219,9 +229,9 @@ class Services:
         if outcome.saliency is not None:
             map_digest = await asyncio.to_thread(self.blobs.put, outcome.saliency.to_bytes())
             result["explanation"]["sha256"] = map_digest
-        digest = await asyncio.to_thread(self.blobs.put, received.stored)
+        digest = await asyncio.to_thread(self.blobs.put, stored_bytes)
         stored_type = "application/zip" if files else media_type
-        stored = StoredInput(digest, stored_type, len(received.stored))
+        stored = StoredInput(digest, stored_type, len(stored_bytes))
         diagnosis_id = uuid.uuid4().hex
         study = received.study_uid or uid(diagnosis_id, "study")
         record = self.diagnoses.add(
@@ -237,7 +247,7 @@ class Services:
             images=1,
             frames=len(outcome.diagnosis.frames),
             compute_ms=outcome.diagnosis.timings_ms.get("inference", 0.0),
-            size=len(received.stored),
+            size=len(stored_bytes),
             outcome="assessed" if outcome.diagnosis.assessed else "not_assessed",
         )
         return clinical_view(record)

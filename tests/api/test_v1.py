@@ -4,13 +4,18 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydicom.data import get_testdata_file
+from pydicom.uid import JPEGBaseline8Bit
 
 from dxserve.api.app import create_app
+from dxserve.core.intake.frames import frame_indices
+from dxserve.phantoms.dicom import HEADER_ROWS, FakePatient, jpeg_cine
 from dxserve.phantoms.generate import generate
+from dxserve.phantoms.study import make_study
 from dxserve.server import build_services
 from dxserve.settings import Settings
 from tests.api.conftest import auth
@@ -115,6 +120,33 @@ def test_a_long_cine_is_sampled(settings: Settings, keys: dict[str, str]) -> Non
         with TestClient(create_app(build_services(sampled))) as sampling:
             made = post_echo_cine(sampling, keys["clinician"])
         assert [f["index"] for f in made["frames"]] == expected
+
+
+def test_a_jpeg_echo_cine_is_read_sampled_and_stored_cleaned_as_jpeg(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    """A 40-frame JPEG Baseline cine as scanners export it: the model reads 32 evenly spaced
+    frames; what is stored is the cine de-identified, its label band blanked, still JPEG."""
+    rng = np.random.default_rng(6)
+    study = make_study(seed=6, index=1, size=64, frames=40)
+    cine = jpeg_cine(study.frames, FakePatient.random(rng), rng, columns=96)
+    sent = io.BytesIO()
+    cine.save_as(sent, enforce_file_format=True)
+    response = client.post(
+        "/v1/diagnoses",
+        content=sent.getvalue(),
+        headers={**auth(keys["clinician"]), "Content-Type": "application/dicom"},
+    )
+    assert response.status_code == 201, response.text
+    made = response.json()
+    assert [f["index"] for f in made["frames"]] == list(frame_indices(40, 32))
+    services = client.app.state.services  # type: ignore[attr-defined]
+    stored = pydicom.dcmread(io.BytesIO(services.blobs.get(made["input"]["sha256"])))
+    assert stored.file_meta.TransferSyntaxUID == JPEGBaseline8Bit and stored.NumberOfFrames == 40
+    assert stored.BurnedInAnnotation == "NO" and stored.PatientName != cine.PatientName
+    assert made["input"]["bytes"] < 1.2 * len(sent.getvalue())
+    assert cine.pixel_array[:, :HEADER_ROWS].max() > 200
+    assert stored.pixel_array[:, :HEADER_ROWS].max() < 16
 
 
 def test_authentication_is_required(client: TestClient, phantom_dir: Path) -> None:

@@ -3,13 +3,23 @@
 import io
 
 import numpy as np
+import pydicom
 import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate, generate_frames
 
-from dxserve.core.intake.decode import decode_bytes, decode_dicom, decode_path
+from dxserve.core.intake.decode import (
+    decode_bytes,
+    decode_dicom,
+    decode_path,
+    dicom_frames,
+    imaging_region,
+)
 from dxserve.errors import InvalidInput, UnsupportedMedia
+from dxserve.phantoms.dicom import FakePatient, jpeg_cine
+from dxserve.phantoms.study import make_study
 
 
 def bundled(name: str):
@@ -102,3 +112,51 @@ def test_monochrome1_is_inverted() -> None:
     frames = decode_dicom(dataset)
     assert frames.shape == (1, 8, 64, 3)
     assert frames[0, 0, 0, 0] == 255 and frames[0, 0, -1, 0] == 0  # lowest value is brightest
+
+
+def jpeg_echo(frames: int = 6) -> Dataset:
+    """A phantom JPEG Baseline echo cine of ``frames`` frames, 108 × 96 (label band and
+    side panels outside its ultrasound region)."""
+    rng = np.random.default_rng(4)
+    study = make_study(seed=4, index=1, size=64, frames=frames)
+    return jpeg_cine(study.frames, FakePatient.random(rng), rng, columns=96)
+
+
+def test_fast_ybr_conversion_matches_pydicoms() -> None:
+    """JPEG Baseline decoded by Pillow (libjpeg-turbo) and converted to RGB by it: pydicom's
+    own pixels (pylibjpeg's libjpeg, numpy's conversion), within the two codecs' rounding."""
+    for dataset in (pydicom.dcmread(bundled("examples_ybr_color.dcm")), jpeg_echo()):
+        mine = dicom_frames(dataset).read([0, 2]).astype(int)
+        theirs = dataset.pixel_array[[0, 2]].astype(int)
+        region = imaging_region(dataset)
+        if region is not None:
+            x0, y0, x1, y1 = region
+            theirs = theirs[:, y0 : y1 + 1, x0 : x1 + 1]
+        difference = np.abs(mine - theirs)
+        assert mine.shape == theirs.shape and difference.max() <= 6
+        assert difference.mean() < 0.1 and (difference > 1).mean() < 0.01
+
+
+def test_only_the_frames_read_are_decoded() -> None:
+    """A cine with a corrupt frame: the frames around it are read; the corrupt one, when read,
+    is a clear error."""
+    dataset = jpeg_echo()
+    frames = list(generate_frames(dataset.PixelData, number_of_frames=6))
+    frames[3] = frames[3][:20] + b"\x00" * (len(frames[3]) - 20)
+    dataset.PixelData = encapsulate(frames)
+    cine = dicom_frames(dataset)
+    assert cine.count == 6 and cine.size == (64, 64)
+    read = cine.read([0, 2, 5])
+    assert read.shape == (3, 64, 64, 3) and read.max() > 100
+    with pytest.raises(UnsupportedMedia, match="cannot decode"):
+        _ = cine.pixels
+
+
+def test_frames_are_read_from_the_pixels_as_they_were() -> None:
+    """What de-identification does to the dataset after does not change the frames read."""
+    dataset = jpeg_echo()
+    cine = dicom_frames(dataset)
+    before = cine.read([1])
+    dataset.PixelData = b""
+    dataset.Rows = 1
+    np.testing.assert_array_equal(cine.read([1]), before)

@@ -8,10 +8,11 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
+from pydicom.uid import JPEGBaseline8Bit
 
-from dxserve.core.intake.decode import decode_dicom
+from dxserve.core.intake.decode import decode_dicom, ultrasound_regions
 from dxserve.core.intake.deidentify import Options, Pseudonyms, deidentify, reidentify
-from dxserve.phantoms.dicom import HEADER_ROWS, FakePatient, burn_in, us_dataset
+from dxserve.phantoms.dicom import HEADER_ROWS, FakePatient, burn_in, jpeg_cine, us_dataset
 from dxserve.phantoms.study import make_study
 
 PSEUDONYMS = Pseudonyms(b"k" * 32)
@@ -133,3 +134,23 @@ def test_reidentify_points_a_result_back_at_the_owners_study() -> None:
         original.PatientName,
         original.StudyDate,
     )
+
+
+def test_a_jpeg_cine_stays_jpeg_when_its_pixels_are_cleaned() -> None:
+    """A JPEG Baseline echo cine: the label band and side panels are blanked, every frame is
+    JPEG again with its own tables (the region's pixels change by rounding only), and the second
+    lossy compression is declared."""
+    rng = np.random.default_rng(5)
+    study = make_study(seed=5, index=1, size=64, frames=4)
+    sent = round_trip(jpeg_cine(study.frames, FakePatient.random(rng), rng, columns=96))
+    done = deidentify(round_trip(sent), PSEUDONYMS, Options())
+    stored = round_trip(done.dataset)
+    assert done.pixels_cleaned and stored.file_meta.TransferSyntaxUID == JPEGBaseline8Bit
+    assert len(stored.PixelData) < 1.2 * len(sent.PixelData)
+    assert stored.LossyImageCompressionMethod == ["ISO_10918_1", "ISO_10918_1"]
+    before, after = sent.pixel_array.astype(int), stored.pixel_array.astype(int)
+    assert before[:, :HEADER_ROWS].max() > 200 and after[:, :HEADER_ROWS].max() < 16
+    x0, y0, x1, y1 = ultrasound_regions(sent)[0].box
+    assert after[:, :, : x0 - 8].max() < 16 and after[:, :, x1 + 9 :].max() < 16
+    inside = np.abs(after - before)[:, y0 + 8 : y1 - 7, x0 + 8 : x1 - 7]
+    assert inside.mean() < 0.5

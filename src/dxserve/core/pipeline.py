@@ -80,8 +80,8 @@ def prepare(manifest: Manifest, sample: Input, max_frames: int | None) -> Prepar
     starts = None
     if isinstance(sample, Frames):
         assert isinstance(recipe, Recipe)
-        indices = frame_indices(len(sample.pixels), max_frames)
-        x = recipe.apply(sample.pixels[indices])
+        indices = frame_indices(sample.count, max_frames)
+        x = recipe.apply(sample.read(indices))
     else:
         assert isinstance(recipe, SignalRecipe)
         x, starts = recipe.windows(recipe.condition(sample))
@@ -94,8 +94,8 @@ def _small(manifest: Manifest, sample: Input, max_frames: int | None) -> bool:
     """Work small enough to run on the event loop (see :mod:`dxserve.core.offload`)."""
     if not isinstance(sample, Frames) or not isinstance(manifest.recipe, Recipe):
         return False
-    frames, height, width = sample.pixels.shape[:3]
-    count = len(frame_indices(frames, max_frames))
+    height, width = sample.size
+    count = len(frame_indices(sample.count, max_frames))
     return is_small(count * height * width, manifest.recipe.size)
 
 

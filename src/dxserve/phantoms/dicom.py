@@ -6,14 +6,16 @@ de-identification. None of it belongs to a real person.
 """
 
 import datetime as dt
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEGBaseline8Bit, generate_uid
 
 from dxserve import __version__
 
@@ -148,25 +150,61 @@ def us_dataset(
         ds.FrameTime = FRAME_TIME_MS
         ds.CineRate = round(1000 / FRAME_TIME_MS)
         ds.FrameIncrementPointer = 0x00181063  # Frame Time
-    ds.SequenceOfUltrasoundRegions = Sequence([_image_region(image_top, rows, cols)])
+    ds.SequenceOfUltrasoundRegions = Sequence([_image_region(0, image_top, cols - 1, rows - 1)])
     ds.PixelData = np.ascontiguousarray(frames).tobytes()
     return ds
 
 
-def _image_region(top: int, rows: int, cols: int) -> Dataset:
-    """The Sequence of Ultrasound Regions item of the image area below the label band."""
+def jpeg_cine(
+    frames: np.ndarray,
+    patient: FakePatient,
+    rng: np.random.Generator,
+    columns: int = 640,
+    quality: int = 90,
+) -> Dataset:
+    """A cine as echo scanners export it: each frame of ``frames`` ``(T, H, W)`` uint8 centred
+    on a ``HEADER_ROWS + H`` × ``columns`` screen under the label band, in colour, every frame
+    JPEG Baseline compressed (YBR_FULL_422)."""
+    count, height, width = frames.shape
+    left = (columns - width) // 2
+    screen = np.zeros((count, height, columns), np.uint8)
+    screen[:, :, left : left + width] = frames
+    screen = burn_in(screen, patient)
+    ds = us_dataset(screen, patient, rng, image_top=HEADER_ROWS)
+    ds.SequenceOfUltrasoundRegions = Sequence(
+        [_image_region(left, HEADER_ROWS, left + width - 1, HEADER_ROWS + height - 1)]
+    )
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds.SamplesPerPixel = 3
+    ds.PhotometricInterpretation = "YBR_FULL_422"
+    ds.PlanarConfiguration = 0
+    ds.LossyImageCompression = "01"
+    ds.LossyImageCompressionMethod = "ISO_10918_1"
+    ds.PixelData = encapsulate([_jpeg(frame, quality) for frame in screen])
+    ds["PixelData"].VR = "OB"
+    return ds
+
+
+def _jpeg(grey: np.ndarray, quality: int) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(grey).convert("RGB").save(out, "JPEG", quality=quality, subsampling="4:2:2")
+    return out.getvalue()
+
+
+def _image_region(x0: int, y0: int, x1: int, y1: int) -> Dataset:
+    """The Sequence of Ultrasound Regions item of a 2D image in the box (inclusive bounds)."""
     region = Dataset()
     region.RegionSpatialFormat = 1  # 2D
     region.RegionDataType = 1  # tissue
     region.RegionFlags = 0
-    region.RegionLocationMinX0 = 0
-    region.RegionLocationMinY0 = top
-    region.RegionLocationMaxX1 = cols - 1
-    region.RegionLocationMaxY1 = rows - 1
+    region.RegionLocationMinX0 = x0
+    region.RegionLocationMinY0 = y0
+    region.RegionLocationMaxX1 = x1
+    region.RegionLocationMaxY1 = y1
     region.PhysicalUnitsXDirection = 3  # cm
     region.PhysicalUnitsYDirection = 3
-    region.PhysicalDeltaX = PIXEL_SPACING_CM * 256 / cols
-    region.PhysicalDeltaY = PIXEL_SPACING_CM * 256 / (rows - top)
+    region.PhysicalDeltaX = PIXEL_SPACING_CM * 256 / (x1 - x0 + 1)
+    region.PhysicalDeltaY = PIXEL_SPACING_CM * 256 / (y1 - y0 + 1)
     return region
 
 

@@ -1,17 +1,37 @@
 """An image or cine as intake hands it on, and choosing which of its frames a model sees."""
 
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from dxserve.errors import InvalidInput
 
+Indices = Sequence[int] | np.ndarray
+Reader = Callable[[Indices], np.ndarray]
 
-@dataclass(frozen=True)
+
 class Frames:
-    """``pixels``: ``(T, H, W, 3)`` uint8 RGB, one frame for a still image."""
+    """``count`` frames of ``size`` (height, width), read as ``(n, H, W, 3)`` uint8 RGB; a
+    cine's frames are decoded when read, so the frames a model skips cost nothing."""
 
-    pixels: np.ndarray
+    def __init__(self, count: int, size: tuple[int, int], read: Reader) -> None:
+        self.count = count
+        self.size = size
+        self._read = read
+
+    @classmethod
+    def of(cls, pixels: np.ndarray) -> "Frames":
+        """Frames already decoded: ``pixels`` ``(T, H, W, 3)``."""
+        return cls(len(pixels), pixels.shape[1:3], lambda indices: pixels[np.asarray(indices)])
+
+    def read(self, indices: Indices) -> np.ndarray:
+        """The frames at ``indices``, ``(len(indices), H, W, 3)``."""
+        return self._read(indices)
+
+    @property
+    def pixels(self) -> np.ndarray:
+        """Every frame, ``(T, H, W, 3)``."""
+        return self.read(range(self.count))
 
 
 def frame_indices(total: int, count: int | None) -> np.ndarray:
