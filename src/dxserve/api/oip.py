@@ -4,14 +4,18 @@ A request body is JSON, or — when ``Inference-Header-Content-Length`` is set �
 JSON followed by the raw bytes of the inputs that declare ``parameters.binary_data_size``, in
 order. Outputs come back as JSON data or, when asked (``binary_data`` per output or
 ``binary_data_output`` for all), as raw bytes after the JSON header in the same way.
+
+JSON is read and written by orjson: a 3 × 128 × 128 FP32 image as JSON (about 1 MB) parses in
+2 ms into its array instead of 8.5 ms with the standard library (``benchmarks/oip_json.py``),
+and output arrays are written from numpy directly.
 """
 
-import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 
 from dxserve.errors import InvalidInput
 
@@ -59,8 +63,8 @@ def parse_request(body: bytes, header_length: str | None) -> InferRequest:
     else:
         header, binary = body, memoryview(b"")
     try:
-        payload = json.loads(header)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        payload = orjson.loads(header)
+    except orjson.JSONDecodeError:  # also invalid UTF-8, and nesting deeper than 1024
         raise InvalidInput("request header is not valid JSON (or nested too deeply)") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise InvalidInput("request needs an 'inputs' list")
@@ -131,7 +135,7 @@ def encode_response(
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            entry["data"] = array.reshape(-1).tolist()
+            entry["data"] = array.reshape(-1)
         entries.append(entry)
     response: dict[str, Any] = {
         "model_name": model,
@@ -140,7 +144,7 @@ def encode_response(
     }
     if request.id is not None:
         response["id"] = request.id
-    header = json.dumps(response).encode()
+    header = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     if not chunks:
         return header, {"content-type": "application/json"}
     return header + b"".join(chunks), {
