@@ -22,9 +22,9 @@ from statistics import median
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from serve import build_repository, free_port, oip_body, start_server, wrk
 
 from dxserve.api.oip import parse_request
+from serve import build_repository, free_port, oip_body, start_server, wrk
 
 
 def json_body() -> bytes:
