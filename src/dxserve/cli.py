@@ -2,6 +2,7 @@
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
@@ -384,7 +385,7 @@ def run_evaluation(
     quiet: bool = False,
     reliability: Path | None = None,
     explain: bool = False,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     from dxserve.datasets import open_dataset
     from dxserve.training.evaluate import default_split, plot_reliability, plot_roc
     from dxserve.training.evaluate import evaluate as evaluate_model
@@ -447,7 +448,7 @@ def run_evaluation(
 
 def run_signal_evaluation(
     ref: ModelRef, data: Path, split: str | None, record: bool, quiet: bool
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``evaluate`` for a signal model: per-statement metrics, calibration, abstention, the
     single lead, and the measurements' errors where the dataset has exact intervals."""
     from dxserve.datasets.signals import open_signal_dataset
@@ -522,6 +523,104 @@ def run_signal_evaluation(
             )
         console.print(summary)
     return result
+
+
+def _interval(summary: dict[str, Any], key: str) -> str:
+    low, high = summary["intervals_95"].get(key, (None, None))
+    return f"{_fmt(summary[key])} [{_fmt(low)}, {_fmt(high)}]"
+
+
+def _pointing_game(summary: dict[str, Any]) -> str:
+    explanation = summary.get("explanation")
+    if not explanation:
+        return "–"
+    return _fmt(explanation["methods"][explanation["served_method"]]["pointing_game"])
+
+
+# Rows of the float-vs-int8 table of `dxserve quantize`, from two evaluation summaries.
+COMPARED: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+    ("AUC [95% interval]", lambda e: _interval(e, "auc")),
+    ("ECE (served)", lambda e: _fmt(e["ece"])),
+    ("Brier (served)", lambda e: _fmt(e["brier"])),
+    ("answered / their accuracy", lambda e: _abstention(e["abstention"])),
+    ("OOD false refusals", lambda e: _fmt(e["ood"]["false_refusal_rate"])),
+    ("pointing game (served map)", _pointing_game),
+]
+
+
+def _abstention(abstention: dict[str, Any] | None) -> str:
+    if not abstention:
+        return "–"
+    return f"{abstention['coverage']:.3f} / {_fmt(abstention['accuracy_answered'])}"
+
+
+@app.command()
+def quantize(
+    model: Annotated[str, typer.Argument(help="REPO/model or REPO/model/VERSION.")],
+    data: Annotated[
+        Path, typer.Option(help="Labelled dataset: its training split calibrates the ranges.")
+    ],
+    frames: FramesOption = "1",
+    held_out: Annotated[
+        Path | None,
+        typer.Option(help="Labelled dataset both versions are evaluated on (default: --data's)."),
+    ] = None,
+    images: Annotated[int, typer.Option(min=1, help="Training images calibrated on.")] = 256,
+    check: Annotated[
+        bool,
+        typer.Option(help="Evaluate both versions on held-out data (recorded in the new one)."),
+    ] = True,
+) -> None:
+    """Add a model version statically quantised to int8 (ONNX Runtime, QDQ), calibrated on
+    training data, to the repository; roll it out by alias like any version."""
+    try:
+        from dxserve.datasets import open_dataset
+        from dxserve.training.loop import Observer
+        from dxserve.training.quantize import check_quantizable
+        from dxserve.training.quantize import quantize as quantize_model
+    except ImportError as exc:
+        raise MissingDependency(
+            f"quantizing needs the train extra ({exc.name} is missing)"
+        ) from None
+
+    root, name, version = parse_model_path(model)
+    source = ModelRepository(root).resolve(name, version)
+    check_quantizable(source)
+    with bar(console) as progress:
+        task = progress.add_task("load", total=0, status="")
+
+        def on_data(stage: str, count: int) -> None:
+            progress.reset(task, total=count, description=f"load {stage}", status="")
+
+        observer = Observer(on_data=on_data, on_data_step=lambda k: progress.advance(task, k))
+        result = quantize_model(source, open_dataset(data), root, _frames(frames), images, observer)
+    console.print(
+        f"[green]quantised[/green] {result.ref} at {result.ref.path} "
+        f"({result.calibration_images} calibration images, {result.seconds:.0f} s)"
+    )
+    if not check:
+        return
+    judged, frames_read = held_out or data, _frames(frames)
+    base = run_evaluation(
+        str(source.path), judged, None, frames_read, None, False, True, None, True
+    )
+    int8 = run_evaluation(
+        str(result.ref.path), judged, None, frames_read, None, True, True, None, True
+    )
+    table = Table(
+        "",
+        f"version {source.version}",
+        f"version {result.ref.version} (int8)",
+        title=f"{name} on {judged} [{int8['split']}]",
+    )
+    for label, pick in COMPARED:
+        table.add_row(label, pick(base), pick(int8))
+    for set_name in int8["ood"].get("refusal_rates", {}):
+        table.add_row(
+            f"OOD refused: {set_name}",
+            *(f"{e['ood']['refusal_rates'][set_name]['rate']:.0%}" for e in (base, int8)),
+        )
+    console.print(table)
 
 
 @app.command()

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -223,6 +224,29 @@ def bce(logits: np.ndarray, y: np.ndarray) -> float:
     )
 
 
+class Checks(TypedDict):
+    calibration: dict[str, Any]
+    abstention: dict[str, Any]
+    ood: dict[str, Any]
+
+
+def fit_checks(
+    train: Arrays,
+    val: Arrays,
+    train_outputs: dict[str, np.ndarray],
+    val_outputs: dict[str, np.ndarray],
+    threshold: float,
+) -> Checks:
+    """What serving trusts of a model's outputs, fitted on them (a manifest's ``calibration``,
+    ``abstention`` and ``ood``): the temperature and the indeterminate band on the validation
+    split, the out-of-distribution guard on the training split's features."""
+    val_logits = val_outputs["logit"].reshape(-1)
+    calibration = fit_temperature(val_logits, val.y)
+    band = choose_band(calibration.apply(val_logits), val.y, threshold)
+    guard = fit_guard(train.x, train_outputs["features"], train.y, val_outputs["features"])
+    return Checks(calibration=calibration.to_dict(), abstention=band.to_dict(), ood=guard.to_dict())
+
+
 def train(
     dataset: Dataset,
     repository: Path,
@@ -236,15 +260,12 @@ def train(
     started = time.perf_counter()
     train_arrays, val_arrays = load_splits(dataset, recipe, config.frames, observer)
     model, history, best_epoch = fit(train_arrays, val_arrays, recipe, config, observer)
-    val_outputs = head_outputs(model, val_arrays, recipe)
-    val_logits = val_outputs["logit"].reshape(-1)
-    calibration = fit_temperature(val_logits, val_arrays.y)
-    band = choose_band(calibration.apply(val_logits), val_arrays.y, THRESHOLD)
-    guard = fit_guard(
-        train_arrays.x,
-        head_outputs(model, train_arrays, recipe)["features"],
-        train_arrays.y,
-        val_outputs["features"],
+    checks = fit_checks(
+        train_arrays,
+        val_arrays,
+        head_outputs(model, train_arrays, recipe),
+        head_outputs(model, val_arrays, recipe),
+        THRESHOLD,
     )
 
     repo = ModelRepository(repository)
@@ -281,10 +302,8 @@ def train(
             "export_max_abs_diff": delta,
         },
         metrics={"validation": best.val},
-        calibration=calibration.to_dict(),
-        abstention=band.to_dict(),
         explanation=EXPLANATION,
-        ood=guard.to_dict(),
+        **checks,
         modalities=MODALITIES,
     )
     manifest.save(folder)

@@ -47,6 +47,7 @@ def render_card(manifest: Manifest) -> str:
         f"- Findings: {data.get('findings', {})}",
         f"- {training.get('optimizer', '?')}, {training.get('loss', '?')}, "
         f"{training.get('config', {}).get('epochs', '?')} epochs, best epoch {training.get('best_epoch', '?')}",
+        *_quantization_lines(training.get("quantization")),
         "",
         "## Validation",
         _metrics_line(manifest.metrics.get("validation", {})),
@@ -114,6 +115,22 @@ def render_card(manifest: Manifest) -> str:
     phantom = LIMITATIONS_SYNTHETIC_ECG if manifest.modality == "signal" else LIMITATIONS_SYNTHETIC
     lines += ["", "## Limitations", phantom if synthetic else LIMITATIONS_UNVALIDATED]
     return "\n".join(lines) + "\n"
+
+
+def _quantization_lines(q: dict[str, Any] | None) -> list[str]:
+    if not q:
+        return []
+    calibration = q["calibration"]
+    return [
+        "",
+        "## Quantisation",
+        f"- Version {q['source']} quantised statically ({q['format']}, ONNX Runtime "
+        f"{q['onnxruntime']}): weights {q['weights']}, activations {q['activations']}, "
+        f"in {', '.join(q['quantised_ops'])}; the explanation maps are computed in float",
+        f"- Ranges calibrated on {calibration['images']} training images of "
+        f"`{calibration['data'].get('root', '?')}`; temperature, indeterminate band and "
+        "out-of-distribution guard fitted again on this version's own outputs",
+    ]
 
 
 def _labels_line(manifest: Manifest) -> str:
