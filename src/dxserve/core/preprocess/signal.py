@@ -15,7 +15,6 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, filtfilt, iirnotch, resample_poly, sosfiltfilt
 
 from dxserve.core.intake.signal import Signal
 from dxserve.errors import InvalidInput, MissingLeads
@@ -65,6 +64,14 @@ class SignalRecipe:
 
     def condition(self, signal: Signal) -> np.ndarray:
         """Leads picked, band-passed and resampled: ``(n', leads)`` float32 at ``rate``."""
+        from scipy.signal import (  # here, not at the top: scipy.signal is 65 MiB and 1.3 s of the server's start
+            butter,
+            filtfilt,
+            iirnotch,
+            resample_poly,
+            sosfiltfilt,
+        )
+
         if signal.seconds < MIN_SECONDS:
             raise InvalidInput(
                 f"the signal is {signal.seconds:.2f} s long; at least {MIN_SECONDS:g} s are read"

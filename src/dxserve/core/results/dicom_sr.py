@@ -9,15 +9,17 @@ study, which the SR then references.
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import highdicom as hd
 import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import Comprehensive3DSRStorage, SecondaryCaptureImageStorage
 
 from dxserve.core.intake.deidentify import PATIENT_AND_STUDY
+
+if TYPE_CHECKING:  # imported where used: highdicom is 20 MiB of the server's start
+    import highdicom as hd
 
 MANUFACTURER = "dxserve"
 NAMESPACE = uuid.UUID("0f3e7d52-4b0c-4a8e-9f61-6a3c2d1b7e90")
@@ -89,9 +91,11 @@ def input_as_secondary_capture(record: dict[str, Any], frame: np.ndarray) -> Dat
     )
 
 
-def diagnosis_sr(record: dict[str, Any], source: Dataset) -> hd.sr.Comprehensive3DSR:
+def diagnosis_sr(record: dict[str, Any], source: Dataset) -> "hd.sr.Comprehensive3DSR":
     """The TID 1500 report of ``record``: heart disease present, absent or indeterminate, the
     probability, the algorithm (model name and version), referencing ``source``."""
+    import highdicom as hd
+
     did = record["id"]
     algorithm = hd.sr.AlgorithmIdentification(
         name=record["model"],
@@ -156,7 +160,7 @@ def diagnosis_sr(record: dict[str, Any], source: Dataset) -> hd.sr.Comprehensive
 
 def heatmap_secondary_capture(
     record: dict[str, Any], overlay: np.ndarray, source: Dataset
-) -> hd.sc.SCImage:
+) -> "hd.sc.SCImage":
     """The rendered heatmap overlay (RGB) as a Secondary Capture image in the source study."""
     described = result_objects(record)[1]
     image = _rgb_capture(
@@ -176,8 +180,10 @@ def heatmap_secondary_capture(
 
 def _rgb_capture(
     pixels: np.ndarray, study: str, series: str, series_number: int, sop: str, **more: Any
-) -> hd.sc.SCImage:
+) -> "hd.sc.SCImage":
     """An RGB Secondary Capture image (one instance of its series)."""
+    import highdicom as hd
+
     return hd.sc.SCImage(
         pixel_array=np.ascontiguousarray(pixels),
         photometric_interpretation=hd.PhotometricInterpretationValues.RGB,
