@@ -22,7 +22,6 @@ import json
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
@@ -39,7 +38,7 @@ from dxserve.core.runtime.manifest import Manifest
 from dxserve.intake import part10
 from dxserve.phantoms.dicom import FakePatient, jpeg_cine
 from dxserve.phantoms.study import make_study
-from serve import build_repository, free_port, start_server
+from serve import build_repository, free_port, median_ms, start_server
 
 FRAMES, READ = 120, 32
 PSEUDONYMS = Pseudonyms(b"benchmark key of thirty-two byte")
@@ -53,16 +52,6 @@ def cine_bytes() -> bytes:
     out = io.BytesIO()
     dataset.save_as(out, enforce_file_format=True)
     return out.getvalue()
-
-
-def median_ms(work: Callable[[], object], repeat: int) -> float:
-    work()  # warm: codecs loaded, caches filled
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return median(times) * 1000
 
 
 def floor_pydicom(path: Path, manifest: Manifest, session: ort.InferenceSession) -> None:

@@ -18,7 +18,6 @@ import argparse
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
@@ -34,7 +33,7 @@ from dxserve.core.intake.waveform import decode_waveform
 from dxserve.core.measure.ecg import ecg_intervals
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.intake import part10
-from serve import free_port, rss_mb, start_server, wrk
+from serve import free_port, median_ms, rss_mb, start_server, wrk
 
 ECG = Path(str(get_testdata_file("waveform_ecg.dcm", download=False))).read_bytes()
 PSEUDONYMS = Pseudonyms(b"benchmark key of thirty-two byte")
@@ -64,16 +63,6 @@ def raw(session: ort.InferenceSession, batch: int, seconds: float) -> float:
     return count / (time.perf_counter() - started)
 
 
-def stage_ms(work: Callable[[], object], repeat: int = 20) -> float:
-    work()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return 1000 * median(times)
-
-
 def stages(repository: Path, session: ort.InferenceSession) -> list[tuple[str, float]]:
     """Median milliseconds of each step one ECG goes through at intake and in the pipeline."""
     manifest = Manifest.load(repository / "ecg-rnn" / "1")
@@ -92,15 +81,15 @@ def stages(repository: Path, session: ort.InferenceSession) -> list[tuple[str, f
         part10(copy)
 
     return [
-        ("read DICOM (pydicom)", stage_ms(lambda: read_dicom(ECG))),
-        ("read + de-identify + write Part 10", stage_ms(deidentified)),
-        ("decode waveform (rhythm group → mV)", stage_ms(lambda: decode_waveform(dataset))),
-        ("recipe: band-pass, notches, resample", stage_ms(lambda: recipe.condition(signal))),  # type: ignore[union-attr]
-        ("recipe: windows, per-lead scale", stage_ms(lambda: recipe.windows(conditioned))),  # type: ignore[union-attr]
-        ("model (ONNX Runtime, batch 1)", stage_ms(lambda: session.run(None, {name: windows}))),
+        ("read DICOM (pydicom)", median_ms(lambda: read_dicom(ECG))),
+        ("read + de-identify + write Part 10", median_ms(deidentified)),
+        ("decode waveform (rhythm group → mV)", median_ms(lambda: decode_waveform(dataset))),
+        ("recipe: band-pass, notches, resample", median_ms(lambda: recipe.condition(signal))),  # type: ignore[union-attr]
+        ("recipe: windows, per-lead scale", median_ms(lambda: recipe.windows(conditioned))),  # type: ignore[union-attr]
+        ("model (ONNX Runtime, batch 1)", median_ms(lambda: session.run(None, {name: windows}))),
         (
             "guard (input checks + distance)",
-            stage_ms(
+            median_ms(
                 lambda: manifest.guard.problems(  # type: ignore[union-attr]
                     windows,
                     dict(
@@ -115,7 +104,7 @@ def stages(repository: Path, session: ort.InferenceSession) -> list[tuple[str, f
         ),
         (
             "intervals (filter, XQRS, median beat, delineation)",
-            stage_ms(lambda: ecg_intervals(signal), repeat=10),
+            median_ms(lambda: ecg_intervals(signal), repeat=10),
         ),
     ]
 

@@ -14,17 +14,14 @@ import argparse
 import json
 import shutil
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from statistics import median
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
 from dxserve.api.oip import parse_request
-from serve import build_repository, free_port, oip_body, start_server, wrk
+from serve import build_repository, free_port, median_ms, oip_body, start_server, wrk
 
 
 def json_body() -> bytes:
@@ -41,16 +38,6 @@ def json_body() -> bytes:
 def standard_library(body: bytes) -> np.ndarray:
     spec = json.loads(body)["inputs"][0]
     return np.asarray(spec["data"], dtype=np.float32).reshape(spec["shape"])
-
-
-def median_ms(work: Callable[[], object], repeat: int = 30) -> float:
-    work()
-    times = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - started)
-    return median(times) * 1000
 
 
 def over_http(
@@ -83,8 +70,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("needs wrk: apt-get install -y wrk")
     body = json_body()
-    parse = median_ms(lambda: parse_request(body, None))
-    stdlib = median_ms(lambda: standard_library(body))
+    parse = median_ms(lambda: parse_request(body, None), 30)
+    stdlib = median_ms(lambda: standard_library(body), 30)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
         repository = build_repository(root)

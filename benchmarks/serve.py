@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from statistics import median
 
@@ -95,6 +96,17 @@ def raw_throughput(
         rate = done / (time.perf_counter() - started)
         best = max(best, (batch, rate), key=lambda b: b[1])
     return best
+
+
+def median_ms(work: Callable[[], object], repeat: int = 20) -> float:
+    """Median milliseconds of ``work`` over ``repeat`` runs, after one to warm up."""
+    work()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return 1000 * median(times)
 
 
 def free_port() -> int:
