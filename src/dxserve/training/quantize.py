@@ -16,6 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -55,6 +56,27 @@ class _Batches(CalibrationDataReader):
         return next(self._batches, None)
 
 
+def _unshare_weights(path: Path) -> None:
+    """Give every node its own copy of a weight it shares: the dense layer's weights feed both
+    its Gemm (quantised) and Grad-CAM's MatMul (float). Shared, the MatMul would dequantise them
+    on every run (1.3 ms a batch of 32; 7 % of the int8 model's time)."""
+    model = onnx.load(str(path))
+    weights = {tensor.name: tensor for tensor in model.graph.initializer}
+    seen: set[str] = set()
+    for node in model.graph.node:
+        for k, name in enumerate(node.input):
+            if name not in weights:
+                continue
+            if name in seen:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(weights[name])
+                copy.name = f"{name}.{node.name}"
+                model.graph.initializer.append(copy)
+                node.input[k] = copy.name
+            seen.add(name)
+    onnx.save(model, str(path))
+
+
 def check_quantizable(source: ModelRef) -> Manifest:
     """``source``'s manifest; :class:`DatasetError` for a model this does not quantise."""
     manifest = source.manifest()
@@ -85,6 +107,7 @@ def quantize(
     with tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(manifest.verify(source.path)), str(prepared))
+        _unshare_weights(prepared)
         quantize_static(
             str(prepared),
             str(model_file),
