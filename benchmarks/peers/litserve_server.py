@@ -35,5 +35,7 @@ class Echo(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    server = ls.LitServer(Echo(max_batch_size=32, batch_timeout=0.005), accelerator="cpu")
+    server = ls.LitServer(
+        Echo(max_batch_size=32, batch_timeout=0.005), accelerator="cpu", fast_queue=True
+    )
     server.run(host="127.0.0.1", port=int(sys.argv[1]), generate_client_file=False)

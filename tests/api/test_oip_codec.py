@@ -60,10 +60,48 @@ def test_json_request_and_response() -> None:
 
 
 @pytest.mark.parametrize(
+    ("datatype", "data", "expected"),
+    [
+        ("FP32", [[0.5, -1.25], [3, 1e-3]], np.array([[0.5, -1.25], [3, 1e-3]], np.float32)),
+        ("FP16", [1, 2.5, -3, 4], np.array([[1, 2.5], [-3, 4]], np.float16)),
+        ("INT8", [-128, 127, 0, 5], np.array([[-128, 127], [0, 5]], np.int8)),
+        ("UINT64", [0, 2**64 - 1, 7, 8], np.array([[0, 2**64 - 1], [7, 8]], np.uint64)),
+        ("INT32", [1.0, 2.0, 3.0, 4.0], np.array([[1, 2], [3, 4]], np.int32)),  # whole floats
+        ("BOOL", [True, False, False, True], np.array([[1, 0], [0, 1]], np.bool_)),
+    ],
+)
+def test_json_data_of_every_kind(datatype: str, data: list, expected: np.ndarray) -> None:  # type: ignore[type-arg]
+    """Numbers are read straight into the array (nested or flat); what is not all numbers of
+    the datatype's kind (booleans, floats for integers) is converted as numpy converts it."""
+    body = json.dumps(
+        {"inputs": [{"name": "a", "datatype": datatype, "shape": [2, 2], "data": data}]}
+    ).encode()
+    array = parse_request(body, None).inputs[0].array
+    assert array.dtype == expected.dtype and array.shape == (2, 2)
+    np.testing.assert_array_equal(array, expected)
+
+
+def test_many_json_requests_in_a_row_and_one_kept() -> None:
+    """Each request's arrays stay valid while later requests are parsed."""
+    bodies = [
+        json.dumps(
+            {"inputs": [{"name": "a", "datatype": "FP32", "shape": [3], "data": [i, i, i]}]}
+        ).encode()
+        for i in range(3)
+    ]
+    requests = [parse_request(body, None) for body in bodies]
+    assert [float(r.inputs[0].array[0]) for r in requests] == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize(
     ("body", "length"),
     [
         (b"not json", None),
         (b"{}", None),
+        (b"[1, 2]", None),
+        (b"\xff\xfe{}", None),  # not UTF-8
+        (b"[" * 5000 + b"]" * 5000, None),  # nested too deeply
+        (json.dumps({"inputs": [1, "x"]}).encode(), None),
         (
             json.dumps(
                 {"inputs": [{"name": "a", "datatype": "BYTES", "shape": [1], "data": ["x"]}]}
