@@ -1,6 +1,6 @@
 """OIP requests with JSON tensor data — what most OIP clients send — measured in one run.
 
-(1) in process: dxserve's request parser (orjson) on the JSON body of one 3 × 128 × 128 FP32
+(1) in process: dxserve's request parser (simdjson) on the JSON body of one 3 × 128 × 128 FP32
     image (about 1 MB), against the standard library's ``json.loads`` and ``np.asarray`` of the
     same body (what dxserve did before);
 (2) over HTTP, with wrk at c=1 and 16 against ``dxserve serve``: the same JSON body, and the same
@@ -83,7 +83,7 @@ def main() -> None:
     console = Console(width=140)
     console.print(f"one 3 × 128 × 128 FP32 image: JSON body {len(body) / 1e6:.2f} MB")
     parsing = Table("parse the JSON body into the array", "ms", "× dxserve")
-    parsing.add_row("dxserve (orjson)", f"{parse:.2f}", "1.00")
+    parsing.add_row("dxserve (simdjson)", f"{parse:.2f}", "1.00")
     parsing.add_row("json.loads + np.asarray", f"{stdlib:.2f}", f"{stdlib / parse:.2f}")
     console.print(parsing)
     table = Table("OIP over HTTP", "req/s", "p50 ms", "p99 ms", "errors", "× binary")

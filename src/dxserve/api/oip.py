@@ -102,11 +102,12 @@ def _read_json(header: bytes) -> Any:
         raise InvalidInput("request header is not valid JSON (or nested too deeply)") from None
     if not isinstance(document, simdjson.Object):
         return _plain(document)
-    payload = {key: _plain(value) for key, value in document.items() if key != "inputs"}
+    # By key, not items(): items() would make Python values of everything, data included.
+    payload = {key: _plain(document[key]) for key in document if key != "inputs"}
     inputs = document.get("inputs")
     if isinstance(inputs, simdjson.Array):
         payload["inputs"] = [
-            {k: v if k == "data" else _plain(v) for k, v in spec.items()}
+            {k: spec[k] if k == "data" else _plain(spec[k]) for k in spec}
             if isinstance(spec, simdjson.Object)
             else _plain(spec)
             for spec in inputs
