@@ -54,6 +54,8 @@ bench: $(VENV)/.dev-installed
 	command -v wrk >/dev/null || apt-get install -y wrk
 	$(BIN)/python benchmarks/serve.py
 	$(BIN)/python benchmarks/oip_json.py
+	$(BIN)/python benchmarks/peers.py
+	$(BIN)/python benchmarks/int8.py
 	$(BIN)/python benchmarks/cine.py
 	$(BIN)/python benchmarks/ray_serve.py
 	$(BIN)/python benchmarks/accounting_cost.py
