@@ -141,7 +141,7 @@ def dicom_frames(dataset: Dataset) -> Frames:
     x0, y0, x1, y1 = imaging_region(source) or (0, 0, columns - 1, rows - 1)
 
     def read(indices: Indices) -> np.ndarray:
-        return _rgb(source, _decode_frames(source, indices))[:, y0 : y1 + 1, x0 : x1 + 1]
+        return _rgb(source, _decode_frames(source, indices)[:, y0 : y1 + 1, x0 : x1 + 1])
 
     photometric = str(source.get("PhotometricInterpretation", ""))
     allocated = int(source.get("BitsAllocated", 8) or 8)
