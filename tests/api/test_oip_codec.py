@@ -81,6 +81,16 @@ def test_json_data_of_every_kind(datatype: str, data: list, expected: np.ndarray
     np.testing.assert_array_equal(array, expected)
 
 
+def test_keys_with_a_nul_are_read_too() -> None:
+    """simdjson cannot look such a key up by name (found by schemathesis)."""
+    body = (
+        b'{"x\\u0000": 1, "inputs": [{"name": "a", "datatype": "FP32", "shape": [1], "data": [2]}]}'
+    )
+    assert parse_request(body, None).inputs[0].array.tolist() == [2.0]
+    with pytest.raises(InvalidInput):
+        parse_request(b'{"inputs": [{"n\\u0000": 1}]}', None)
+
+
 def test_many_json_requests_in_a_row_and_one_kept() -> None:
     """Each request's arrays stay valid while later requests are parsed."""
     bodies = [

@@ -103,15 +103,18 @@ def _read_json(header: bytes) -> Any:
     if not isinstance(document, simdjson.Object):
         return _plain(document)
     # By key, not items(): items() would make Python values of everything, data included.
-    payload = {key: _plain(document[key]) for key in document if key != "inputs"}
-    inputs = document.get("inputs")
-    if isinstance(inputs, simdjson.Array):
-        payload["inputs"] = [
-            {k: spec[k] if k == "data" else _plain(spec[k]) for k in spec}
-            if isinstance(spec, simdjson.Object)
-            else _plain(spec)
-            for spec in inputs
-        ]
+    try:
+        payload = {key: _plain(document[key]) for key in document if key != "inputs"}
+        inputs = document.get("inputs")
+        if isinstance(inputs, simdjson.Array):
+            payload["inputs"] = [
+                {k: spec[k] if k == "data" else _plain(spec[k]) for k in spec}
+                if isinstance(spec, simdjson.Object)
+                else _plain(spec)
+                for spec in inputs
+            ]
+    except KeyError:  # a key simdjson cannot look up (one with a NUL in it): Python values
+        return document.as_dict()
     return payload
 
 
