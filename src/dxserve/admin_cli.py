@@ -1,6 +1,5 @@
 """Admin commands: tenants, API keys, model aliases and clinician feedback."""
 
-import csv
 import datetime as dt
 import json
 import time
@@ -33,7 +32,7 @@ from dxserve.store.accounts import Accounts
 from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
-from dxserve.store.feedback import Feedback
+from dxserve.store.feedback import Feedback, export_labelled
 from dxserve.store.identities import Identities
 from dxserve.store.tables import utcnow
 from dxserve.store.usage import Usage, current_month, month_bounds
@@ -289,9 +288,6 @@ def set_alias(
     console.print(f"{model}:{alias} → {made.to_dict()}")
 
 
-SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}
-
-
 @feedback_app.command("export")
 def export_feedback(
     model: Annotated[str, typer.Option(help="Model name.")],
@@ -305,19 +301,8 @@ def export_feedback(
     settings = Settings()
     keys = KeyRing.from_settings(settings.master_secret, settings.master_key_file)
     blobs = BlobStore(settings.data_dir / "blobs", keys)
-    labelled = Feedback(engine).labelled_inputs(model, tenant_id)
-    rows = []
-    for item in labelled:
-        path = Path(item.label) / f"{item.diagnosis_id}{SUFFIXES.get(item.media_type, '.bin')}"
-        (out / path.parent).mkdir(parents=True, exist_ok=True)
-        (out / path).write_bytes(blobs.get(item.sha256))
-        rows.append({"path": path.as_posix(), "label": item.label})
-    out.mkdir(parents=True, exist_ok=True)
-    with (out / "manifest.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["path", "label"])
-        writer.writeheader()
-        writer.writerows(rows)
-    console.print(f"{len(rows)} labelled inputs of {model} written to {out}")
+    written = export_labelled(Feedback(engine).labelled_inputs(model, tenant_id), blobs, out)
+    console.print(f"{written} labelled inputs of {model} written to {out}")
 
 
 @audit_app.command("verify")

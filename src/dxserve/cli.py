@@ -22,6 +22,7 @@ from dxserve.db_cli import db_app
 from dxserve.dicomweb_cli import dicomweb_app
 from dxserve.errors import DxError, MissingDependency
 from dxserve.notes_cli import notes_app
+from dxserve.phantoms import EXTRA_FINDINGS, FINDINGS
 from dxserve.progress import bar
 from dxserve.ray_cli import ray_app
 from dxserve.settings import Settings
@@ -115,13 +116,26 @@ def phantoms(
     fmt: Annotated[ImageFormat, typer.Option("--format", help="png or dicom.")] = ImageFormat.png,
     frames: Annotated[int, typer.Option(min=1, max=128, help="Cine frames (dicom).")] = 1,
     workers: Annotated[int | None, typer.Option(help="Processes (default: all cores).")] = None,
+    findings: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated findings of the abnormal studies: effusion, thrombus, "
+            "dilated_lv (the demo model's) and atrial_mass (one it never saw)."
+        ),
+    ] = ",".join(FINDINGS),
 ) -> None:
     """Generate synthetic apical 4-chamber echo phantoms with exact lesion masks."""
     if ctx.invoked_subcommand is not None:
         return
     if out is None:
         raise typer.BadParameter("give --out DIR", param_hint="--out")
-    echo_phantoms(out, n, seed, size, fmt.value, frames, workers)
+    chosen = tuple(f.strip() for f in findings.split(",") if f.strip())
+    unknown = sorted(set(chosen) - set(FINDINGS) - set(EXTRA_FINDINGS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"unknown findings {unknown or findings!r}", param_hint="--findings"
+        )
+    echo_phantoms(out, n, seed, size, fmt.value, frames, workers, chosen)
 
 
 def echo_phantoms(
@@ -132,6 +146,7 @@ def echo_phantoms(
     fmt: str = "png",
     frames: int = 1,
     workers: int | None = None,
+    findings: tuple[str, ...] = FINDINGS,
 ) -> None:
     from dxserve.phantoms.generate import generate
 
@@ -146,6 +161,7 @@ def echo_phantoms(
             frames,
             workers,
             on_progress=lambda k: progress.advance(task, k),
+            findings=findings,
         )
     console.print(f"wrote {n} studies and {manifest}")
 
@@ -742,6 +758,36 @@ def serve(
     # Each worker process builds its own services from the environment: pass the settings on.
     os.environ.update(settings.as_environment())
     uvicorn.run("dxserve.server:build_app", factory=True, workers=settings.workers, **network)
+
+
+@app.command()
+def worker(
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Data directory (DXSERVE_DATA_DIR).")
+    ] = None,
+    model_repository: Annotated[
+        Path | None, typer.Option(help="Model repository (DXSERVE_MODEL_REPOSITORY).")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Run the queued jobs, then exit.")] = False,
+    poll: Annotated[float, typer.Option(min=0.1, help="Seconds between looks at the queue.")] = 2.0,
+) -> None:
+    """Run tenants' training jobs (fine-tuning, evaluation) from the database queue (needs the
+    `train` extra). Several workers may share a PostgreSQL queue; with SQLite, run one."""
+    import signal
+    import threading
+
+    from dxserve.jobs.worker import Worker
+    from dxserve.observability import configure_logging
+
+    settings = _settings(data_dir, model_repository)
+    configure_logging(settings.log_level)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    runner = Worker.from_settings(settings)
+    console.print(f"worker {runner.name} taking jobs from {settings.database.split('://')[0]}")
+    done = runner.run(once=once, poll_s=poll, stop=stop)
+    console.print(f"{done} jobs run")
 
 
 def _settings(data_dir: Path | None, model_repository: Path | None) -> Settings:

@@ -112,3 +112,21 @@ class NotAcceptable(DxError):
     """The client accepts no representation this server returns."""
 
     code = "not_acceptable"
+
+
+class ModelRejected(InvalidInput):
+    """An uploaded model or its manifest failed a check."""
+
+    code = "model_rejected"
+
+
+class PromotionRefused(DxError):
+    """A new version is worse than its base by more than the margin asked for."""
+
+    code = "promotion_refused"
+
+
+class TenantQuotaExceeded(DxError):
+    """The tenant's plan does not hold this many models of its own, or this many bytes."""
+
+    code = "tenant_quota_exceeded"

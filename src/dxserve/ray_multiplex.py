@@ -38,7 +38,7 @@ class HeldModel:
 
     async def _unload(self) -> None:
         for ref in self._refs:
-            await self._registry.unload(ref.name, ref.version)
+            await self._registry.unload(ref.name, ref.version, ref.owner)
 
 
 def holder(registry: ModelRegistry) -> Callable[[str], Awaitable[HeldModel | None]]:

@@ -7,6 +7,7 @@ from dxserve.core.billing.plans import load_plans
 from dxserve.core.runtime.registry import ModelRegistry
 from dxserve.core.runtime.repository import ModelRepository
 from dxserve.core.security.envelope import KeyRing
+from dxserve.customisation import Customisation
 from dxserve.intake import Intake
 from dxserve.observability import Metrics, configure_logging
 from dxserve.services import Services
@@ -15,9 +16,11 @@ from dxserve.store.accounts import Accounts
 from dxserve.store.audit import AuditTrail, load_key
 from dxserve.store.blobs import BlobStore
 from dxserve.store.database import make_engine, migrate
+from dxserve.store.datasets import Datasets
 from dxserve.store.diagnoses import Diagnoses
 from dxserve.store.feedback import Feedback
 from dxserve.store.identities import Identities
+from dxserve.store.jobs import Jobs
 from dxserve.store.ledger import Ledger
 from dxserve.store.notes import Notes
 from dxserve.store.ratelimit import DatabaseBucket, FallbackBucket, RateLimiter, RedisBucket
@@ -40,16 +43,19 @@ def build_services(settings: Settings) -> Services:
         max_batch_size=settings.max_batch_size,
         max_queue_delay_ms=settings.max_queue_delay_ms,
         on_batch=metrics.on_batch,
+        tenant_models=settings.tenant_repository,
     )
     identities = Identities(engine, keys)
     audit = AuditTrail(engine, load_key(settings.audit_secret, settings.data_dir))
+    blobs = BlobStore(settings.data_dir / "blobs", keys)
+    intake = Intake(identities, settings.deidentification)
     return Services(
         settings=settings,
         registry=registry,
         accounts=Accounts(engine),
         diagnoses=Diagnoses(engine),
         feedback_store=Feedback(engine),
-        blobs=BlobStore(settings.data_dir / "blobs", keys),
+        blobs=blobs,
         metrics=metrics,
         audit=audit,
         ledger=Ledger(engine, audit),
@@ -61,9 +67,12 @@ def build_services(settings: Settings) -> Services:
         ),
         plans=load_plans(settings.plans_file),
         identities=identities,
-        intake=Intake(identities, settings.deidentification),
+        intake=intake,
         web_sessions=WebSessions(engine),
         notes=Notes(engine, keys),
+        customisation=Customisation(
+            settings, registry, Datasets(engine), Jobs(engine, audit), blobs, intake
+        ),
     )
 
 

@@ -42,6 +42,7 @@ from dxserve.core.text.note_body import NoteBody
 from dxserve.core.text.phi_rules import PhiSpan
 from dxserve.core.text.phi_tagger import NAME_MODEL, TaggedNames
 from dxserve.core.text.token_features import featurize
+from dxserve.customisation import Customisation
 from dxserve.errors import (
     InvalidInput,
     ModelNotFound,
@@ -115,6 +116,7 @@ class Services:
     intake: Intake
     web_sessions: WebSessions
     notes: Notes
+    customisation: Customisation
 
     def plan(self, principal: Principal) -> Plan:
         return self._plan_named(principal.plan)
@@ -132,7 +134,9 @@ class Services:
         """The month's invoice (``YYYY-MM``) of a tenant at its plan's prices."""
         start, end = month_bounds(month)
         usage = self.usage.totals(tenant_id, start, end)
-        return make_invoice(tenant_name, month, self.plan_of(tenant_id), usage)
+        training = self.usage.training_hours(tenant_id, start, end)
+        stored = self.customisation.storage_bytes(tenant_id)
+        return make_invoice(tenant_name, month, self.plan_of(tenant_id), usage, training, stored)
 
     def tenant_scope(self, principal: Principal, tenant: str | None) -> tuple[str, str]:
         """``(id, name)`` of the tenant an admin request acts on: the caller's own; a
@@ -200,7 +204,7 @@ class Services:
             body = await asyncio.to_thread(open_body, data, media_type, files, rate)
         if body.modality == IMAGE and media_type in SIGNAL_TYPES:
             raise UnsupportedMedia(f"the body is an image, which Content-Type {media_type} is not")
-        selection = await self._select(model, body)
+        selection = await self._select(model, body, principal.tenant_id)
         ref = selection.primary.ref
         manifest = selection.primary.manifest
         small = manifest.modality == IMAGE and is_small(pixels, manifest.image_recipe.size)
@@ -305,14 +309,15 @@ class Services:
         tagged = TaggedNames.from_windows(text, tokens, np.concatenate(outputs))
         return tagged.phi(loaded.manifest.threshold), f"{loaded.ref.name}:{loaded.ref.version}"
 
-    async def _select(self, model: str | None, body: Body) -> Selection:
-        """The model named, else the default model of the body's modality."""
+    async def _select(self, model: str | None, body: Body, tenant_id: str) -> Selection:
+        """The model named, else the default model of the body's modality (as the tenant
+        sees them: its own model of that name first)."""
         if model:
-            return await self.registry.select(model)
+            return await self.registry.select(model, tenant_id)
         name = self.settings.model_for(body.modality)
         if name is not None:
             with contextlib.suppress(ModelNotFound):
-                return await self.registry.select(name)
+                return await self.registry.select(name, tenant_id)
         missing = f" ({name} is not installed)" if name else ""
         raise WrongModality(
             f"this is {body.described()}; no model here reads {describe(body.modality)}{missing}"
@@ -437,7 +442,7 @@ class Services:
         """Run raw model input through the batcher (its usage added to ``unit``); the version
         used and every output."""
         principal.require(Permission.infer)
-        loaded = await self.registry.get_latest(name, version)
+        loaded = await self.registry.get_latest(name, version, principal.tenant_id)
         tensor = self._model_input(inputs, loaded.manifest)
         await self.check_quota(principal, len(tensor))
         try:

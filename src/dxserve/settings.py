@@ -22,6 +22,26 @@ class Settings(BaseSettings):
         default=None,
         description="Model repository (Triton layout). Defaults to DATA_DIR/models.",
     )
+    tenant_models: Path | None = Field(
+        default=None,
+        description="Tenants' own models (uploaded or fine-tuned), one repository per tenant "
+        "under it. Defaults to DATA_DIR/tenant-models.",
+    )
+    max_model_mb: float = Field(
+        default=256.0, gt=0, description="Largest ONNX file a tenant may upload."
+    )
+    max_model_nodes: int = Field(
+        default=20_000, ge=1, description="Most nodes an uploaded ONNX graph may have."
+    )
+    model_check_memory_mb: int = Field(
+        default=2048,
+        ge=64,
+        description="Address space an uploaded model may use while it is loaded and run once "
+        "(in a separate process) before it is accepted.",
+    )
+    max_dataset_mb: float = Field(
+        default=512.0, gt=0, description="Largest labelled dataset (zip) a tenant may upload."
+    )
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db. "
@@ -183,6 +203,11 @@ class Settings(BaseSettings):
     def repository(self) -> Path:
         """The model repository actually in use."""
         return self.model_repository or self.data_dir / "models"
+
+    @property
+    def tenant_repository(self) -> Path:
+        """Where tenants' own models are kept."""
+        return self.tenant_models or self.data_dir / "tenant-models"
 
     @property
     def audit_secret(self) -> str | None:

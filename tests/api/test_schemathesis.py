@@ -28,6 +28,12 @@ def stow_body(ctx: object, value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
 
 
+@schemathesis.serializer("application/zip")
+def zip_body(ctx: object, value: object) -> bytes:
+    """A dataset upload as generated: whatever bytes, sent as a zip."""
+    return value if isinstance(value, bytes) else str(value).encode()
+
+
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory, trained_repo: Path) -> Iterator[TestClient]:
     data = tmp_path_factory.mktemp("fuzz")

@@ -42,3 +42,16 @@ def test_invoice_lines_sum_to_the_total_and_the_usage() -> None:
     assert invoice.to_csv().splitlines()[-1] == f"st-mary,2026-11,total,,,{invoice.total},EUR"
     quiet = make_invoice("st-mary", "2026-11", plan, [])
     assert quiet.total == 0 and quiet.lines == []
+
+
+def test_training_jobs_and_own_storage_are_billed() -> None:
+    plan = BUILT_IN["standard"]  # 2.00 a training hour, 0.10 a GB held
+    invoice = make_invoice("a", "2026-12", plan, [], training_hours=1.5, storage_bytes=3 << 30)
+    lines = {line.description: line for line in invoice.lines}
+    training = lines["training and evaluation jobs (hours)"]
+    assert training.quantity == Decimal("1.50") and training.amount == Decimal("3.00")
+    storage = lines["own models and datasets held (GB)"]
+    assert storage.quantity == Decimal("3.00") and storage.amount == Decimal("0.30")
+    assert invoice.total == Decimal("3.30")
+    assert "1.50" in invoice.to_csv() and invoice.to_dict()["lines"][0]["quantity"] == "1.50"
+    assert make_invoice("a", "2026-12", plan, []).lines == []  # nothing used, nothing billed

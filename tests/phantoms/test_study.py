@@ -82,3 +82,16 @@ def test_cine_heart_moves_but_speckle_persists() -> None:
     first, systole = study.frames[0].astype(float), study.frames[3].astype(float)
     assert np.abs(first - systole).mean() > 5
     assert np.corrcoef(first.ravel(), study.frames[1].astype(float).ravel())[0, 1] > 0.3
+
+
+def test_an_atrial_mass_is_drawn_only_when_asked_for_and_looks_like_a_mass() -> None:
+    assert "atrial_mass" not in {finding_for(i) for i in range(60)}  # the demo's data
+    assert {finding_for(i, ("atrial_mass",)) for i in range(1, 20, 2)} == {"atrial_mass"}
+    inside = sector_tables(256)[3]
+    for index in range(1, 16, 2):
+        study = make_study(4, index, 256, findings=("atrial_mass",))
+        assert study.finding == "atrial_mass" and study.mask.sum() > 20
+        assert not (study.mask & ~inside).any()
+        frame, mask = study.frames[0].astype(float), study.mask
+        ring = binary_dilation(mask, iterations=6) & ~binary_dilation(mask, iterations=2) & inside
+        assert frame[mask].mean() > np.percentile(frame[ring], 25) + 30  # brighter than the LA

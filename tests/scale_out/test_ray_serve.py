@@ -5,6 +5,7 @@ image, and the audit chain the replicas wrote together verifies; models are serv
 are held, within each replica's memory budget; an update rolls through under traffic."""
 
 import datetime as dt
+import http.client
 import ipaddress
 import json
 import math
@@ -123,7 +124,7 @@ def diagnose(base: str, token: str, image: bytes) -> tuple[int, str, str]:
     except urllib.error.HTTPError as refused:
         assert refused.code != 503 or refused.headers["Retry-After"], "a 503 says when to retry"
         return refused.code, "", ""
-    except OSError:
+    except (OSError, http.client.HTTPException):  # IncompleteRead: the replica died mid-answer
         return 0, "", ""
 
 

@@ -12,11 +12,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from dxserve import __version__
 from dxserve.api.errors import install_error_handlers
-from dxserve.api.middleware import RequestContext
-from dxserve.api.routes import admin, dicomweb, notes, v1, v2
+from dxserve.api.middleware import BodyLimit, RequestContext
+from dxserve.api.routes import admin, customisation, dicomweb, notes, v1, v2
 from dxserve.core.text.analysis import warm_up as warm_up_notes
 from dxserve.core.text.phi_tagger import NAME_MODEL
 from dxserve.services import Services
+from dxserve.settings import Settings
 from dxserve.web import admin as admin_pages
 from dxserve.web import clinician
 from dxserve.web import notes as note_pages
@@ -67,6 +68,7 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
     app.include_router(v1.router)
     app.include_router(notes.router)
     app.include_router(admin.router)
+    app.include_router(customisation.router)
     app.include_router(v2.router)
     app.include_router(dicomweb.router)
     app.include_router(clinician.router)
@@ -85,5 +87,21 @@ def create_app(services: Services, load_models: bool = True, audit: bool = True)
         ledger=services.ledger,
         audit=audit,
         timeout_s=services.settings.request_timeout_s,
+        upload_limits=upload_limits(services.settings),
     )
     return app
+
+
+def upload_limits(settings: Settings) -> dict[str, BodyLimit]:
+    """The routes that take more than a request's usual body: a tenant's model (over its limit:
+    422, as every other check an upload fails) and its datasets."""
+    mib = 1 << 20
+    return {
+        customisation.MODEL_UPLOAD: BodyLimit(
+            int(settings.max_model_mb * mib) + customisation.MANIFEST_LIMIT + 64 * 1024,
+            422,
+            "model_rejected",
+            "model upload",
+        ),
+        customisation.DATASET_UPLOAD: BodyLimit(int(settings.max_dataset_mb * mib), what="dataset"),
+    }

@@ -20,10 +20,13 @@ from dxserve.errors import (
     MissingLeads,
     ModelIntegrityError,
     ModelNotFound,
+    ModelRejected,
     NotAcceptable,
     PayloadTooLarge,
+    PromotionRefused,
     StorageFull,
     StorageUnavailable,
+    TenantQuotaExceeded,
     Throttled,
     UnsupportedMedia,
     WrongModality,
@@ -51,6 +54,9 @@ STATUS: dict[type[DxError], int] = {
     StorageFull: 507,
     Throttled: 429,
     NotAcceptable: 406,
+    ModelRejected: 422,
+    PromotionRefused: 409,
+    TenantQuotaExceeded: 403,
 }
 
 TITLES = {
@@ -60,6 +66,7 @@ TITLES = {
     404: "Not found",
     405: "Method not allowed",
     406: "Not acceptable",
+    409: "Conflict",
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Unprocessable request",

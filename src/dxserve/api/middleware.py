@@ -6,6 +6,7 @@ import json
 import logging
 import re
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -66,10 +67,12 @@ class RequestContext:
         ledger: Ledger,
         audit: bool = True,
         timeout_s: float | None = None,
+        upload_limits: dict[str, "BodyLimit"] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
-        self.max_body_bytes = max_body_bytes
+        self.body_limit = BodyLimit(max_body_bytes)
+        self.upload_limits = upload_limits or {}
         self.ledger = ledger
         self.audit = audit
         self.timeout_s = timeout_s
@@ -89,10 +92,13 @@ class RequestContext:
         status = 500
         location: str | None = None
 
+        limit = self.body_limit
+        if scope["method"] == "POST":
+            limit = self.upload_limits.get(scope["path"], limit)
         declared = headers.get(b"content-length")
-        if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-            status = 413
-            await _too_large(scope, send, request_id, self.max_body_bytes)
+        if declared and declared.isdigit() and int(declared) > limit.bytes:
+            status = limit.status
+            await limit.refuse(scope, send, request_id)
             self._log(scope, status, started, request_id)
             self._audit(scope, status, request_id, None)
             return
@@ -110,7 +116,7 @@ class RequestContext:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 body_complete = not message.get("more_body", False)
-                if received > self.max_body_bytes:
+                if received > limit.bytes:
                     raise _BodyTooLarge
             return message
 
@@ -151,8 +157,8 @@ class RequestContext:
             async with deadline:
                 await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            status = 413
-            await _too_large(scope, send, request_id, self.max_body_bytes)
+            status = limit.status
+            await limit.refuse(scope, send, request_id)
         except TimeoutError:
             if responding:  # too late for a status: the client sees the connection close
                 raise
@@ -234,14 +240,24 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(scope: Scope, send: Send, request_id: str, limit: int) -> None:
-    detail = f"request body is over the limit of {limit} bytes"
-    await _problem(scope, send, request_id, 413, "payload_too_large", detail)
+@dataclass(frozen=True)
+class BodyLimit:
+    """The largest body a route takes, and how a larger one is refused (read no further)."""
+
+    bytes: int
+    status: int = 413
+    code: str = "payload_too_large"
+    what: str = "request body"
+
+    async def refuse(self, scope: Scope, send: Send, request_id: str) -> None:
+        detail = f"the {self.what} is over the limit of {self.bytes} bytes"
+        await _problem(scope, send, request_id, self.status, self.code, detail)
 
 
 TITLES = {
     408: "Request timeout",
     413: "Payload too large",
+    422: "Unprocessable content",
     500: "Internal server error",
     503: "Service unavailable",
 }

@@ -122,7 +122,18 @@ class DilatedLV:
     axial: float
 
 
-Lesion = Effusion | Thrombus | DilatedLV
+@dataclass(frozen=True)
+class AtrialMass:
+    """Left atrial mass (a myxoma): an echogenic mass on the LA wall, ``position`` radians
+    from the mitral side."""
+
+    position: float
+    radius: float
+    aspect: float
+    rotation: float
+
+
+Lesion = Effusion | Thrombus | DilatedLV | AtrialMass
 
 
 def random_lesion(finding: str, rng: np.random.Generator) -> Lesion:
@@ -143,6 +154,13 @@ def random_lesion(finding: str, rng: np.random.Generator) -> Lesion:
     if finding == "dilated_lv":
         return DilatedLV(
             lateral=float(rng.uniform(1.32, 1.55)), axial=float(rng.uniform(1.1, 1.22))
+        )
+    if finding == "atrial_mass":
+        return AtrialMass(
+            position=float(rng.uniform(-1.2, 1.2)),
+            radius=float(rng.uniform(0.035, 0.055)),
+            aspect=float(rng.uniform(0.7, 1.3)),
+            rotation=float(rng.uniform(0, math.pi)),
         )
     raise ValueError(f"unknown finding {finding!r}")
 
@@ -211,6 +229,10 @@ def render(
         mass = _thrombus_shape(heart.lv, lesion).contains(x, y) & heart.lv.contains(x, y)
         echo[mass] = THROMBUS * (0.4 + 0.6 * texture[mass])
         mask = mass
+    elif isinstance(lesion, AtrialMass):
+        mass = _thrombus_shape(heart.la, lesion).contains(x, y) & heart.la.contains(x, y)
+        echo[mass] = THROMBUS * (0.5 + 0.5 * texture[mass])
+        mask = mass
     elif isinstance(lesion, DilatedLV):
         mask = heart.lv.contains(x, y)
     return echo, mask
@@ -243,8 +265,8 @@ def _valve_leaflets(heart: Heart) -> list[Ellipse]:
     return leaflets
 
 
-def _thrombus_shape(lv: Ellipse, thrombus: Thrombus) -> Ellipse:
-    """The mass's ellipse: centred just inside the LV wall near the apex."""
+def _thrombus_shape(lv: Ellipse, thrombus: Thrombus | AtrialMass) -> Ellipse:
+    """The mass's ellipse: centred just inside the chamber's wall (the LV's: near the apex)."""
     point_x = lv.cx + lv.ax * math.sin(thrombus.position)
     point_y = lv.cy - lv.ay * math.cos(thrombus.position)
     inward_x, inward_y = lv.cx - point_x, lv.cy - point_y

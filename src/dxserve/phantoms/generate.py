@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from dxserve import __version__
+from dxserve.phantoms import FINDINGS
 from dxserve.phantoms.dicom import write_study
 from dxserve.phantoms.study import make_study
 
@@ -31,8 +32,10 @@ def generate(
     frames: int = 1,
     workers: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    findings: tuple[str, ...] = FINDINGS,
 ) -> Path:
-    """Write ``n`` phantom studies under ``out`` and return the path of ``manifest.csv``.
+    """Write ``n`` phantom studies under ``out`` and return the path of ``manifest.csv``;
+    abnormal ones cycle through ``findings``.
 
     Layout: ``normal/``, ``abnormal/`` (``.png`` or ``.dcm``), ``masks/`` (PNG, 255 inside the
     finding of the first frame, empty for normal studies) and ``manifest.csv``. The output depends
@@ -46,7 +49,8 @@ def generate(
     for folder in ("normal", "abnormal", "masks"):
         (out / folder).mkdir(parents=True, exist_ok=True)
     chunks = [
-        (out, seed, size, fmt, frames, range(i, min(i + _CHUNK, n))) for i in range(0, n, _CHUNK)
+        (out, seed, size, fmt, frames, range(i, min(i + _CHUNK, n)), findings)
+        for i in range(0, n, _CHUNK)
     ]
     description = {
         "generator": f"dxserve {__version__} phantoms",
@@ -57,6 +61,7 @@ def generate(
         "size": size,
         "format": fmt,
         "frames": frames,
+        "findings": list(findings),
     }
     return write_dataset(
         out, _write_chunk, chunks, workers, on_progress, description, MANIFEST_COLUMNS
@@ -98,15 +103,17 @@ def parallel_map(fn: Callable[[T], R], chunks: list[T], workers: int | None) -> 
         yield from pool.map(fn, chunks)
 
 
-def _write_chunk(job: tuple[Path, int, int, str, int, range]) -> list[dict[str, str]]:
-    out, seed, size, fmt, frames, indices = job
-    return [_write_one(out, seed, index, size, fmt, frames) for index in indices]
+def _write_chunk(
+    job: tuple[Path, int, int, str, int, range, tuple[str, ...]],
+) -> list[dict[str, str]]:
+    out, seed, size, fmt, frames, indices, findings = job
+    return [_write_one(out, seed, index, size, fmt, frames, findings) for index in indices]
 
 
 def _write_one(
-    out: Path, seed: int, index: int, size: int, fmt: str, frames: int
+    out: Path, seed: int, index: int, size: int, fmt: str, frames: int, findings: tuple[str, ...]
 ) -> dict[str, str]:
-    study = make_study(seed, index, size, frames)
+    study = make_study(seed, index, size, frames, findings)
     stem = f"{study.label}/{index:06d}"
     if fmt == "png":
         path = f"{stem}.png"

@@ -29,17 +29,19 @@ class PhantomStudy:
         return "normal" if self.finding == "normal" else "abnormal"
 
 
-def finding_for(index: int) -> str:
+def finding_for(index: int, findings: tuple[str, ...] = FINDINGS) -> str:
     """Balanced classes: even indices normal, odd ones cycle through the findings."""
-    return "normal" if index % 2 == 0 else FINDINGS[(index // 2) % len(FINDINGS)]
+    return "normal" if index % 2 == 0 else findings[(index // 2) % len(findings)]
 
 
-def make_study(seed: int, index: int, size: int = 256, frames: int = 1) -> PhantomStudy:
+def make_study(
+    seed: int, index: int, size: int = 256, frames: int = 1, findings: tuple[str, ...] = FINDINGS
+) -> PhantomStudy:
     """The phantom study number ``index`` of the dataset ``seed``; the same arguments, the same pixels."""
     geometry_rng, lesion_rng, speckle_rng, display_rng, split_rng = (
         np.random.default_rng(s) for s in np.random.SeedSequence([seed, index]).spawn(5)
     )
-    finding = finding_for(index)
+    finding = finding_for(index, findings)
     heart = random_heart(geometry_rng)
     texture = tissue_texture(size, geometry_rng)
     lesion = None if finding == "normal" else random_lesion(finding, lesion_rng)

@@ -46,6 +46,14 @@ class BlobStore:
     def get(self, digest: str) -> bytes:
         return self.keys.open(self.path(digest).read_bytes(), digest.encode())
 
+    def delete(self, digest: str) -> bool:
+        """Remove a blob (a deleted dataset's); False when it was not there."""
+        try:
+            self.path(digest).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
 

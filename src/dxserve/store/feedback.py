@@ -4,9 +4,11 @@ Reads for the API take the caller's tenant id; only the operator's CLI (export, 
 None) reads across tenants.
 """
 
+import csv
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select
@@ -14,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from dxserve.core.abstention import INDETERMINATE
 from dxserve.core.ood import NOT_ASSESSED
+from dxserve.store.blobs import BlobStore
 from dxserve.store.ledger import Unit
 from dxserve.store.tables import DiagnosisRow, FeedbackRow, utcnow
 
@@ -26,6 +29,26 @@ class LabelledInput:
     sha256: str
     media_type: str
     label: str
+
+
+SUFFIXES = {"image/png": ".png", "image/jpeg": ".jpg", "application/dicom": ".dcm"}
+
+
+def export_labelled(labelled: list["LabelledInput"], blobs: BlobStore, out: Path) -> int:
+    """Write labelled inputs as a dataset ``dxserve train`` reads (one folder per label and a
+    ``manifest.csv`` of path and label); how many."""
+    rows = []
+    for item in labelled:
+        path = Path(item.label) / f"{item.diagnosis_id}{SUFFIXES.get(item.media_type, '.bin')}"
+        (out / path.parent).mkdir(parents=True, exist_ok=True)
+        (out / path).write_bytes(blobs.get(item.sha256))
+        rows.append({"path": path.as_posix(), "label": item.label})
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "manifest.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return len(rows)
 
 
 class Feedback:

@@ -214,3 +214,47 @@ class NoteRow(Base):
     result: Mapped[str] = mapped_column(Text)  # the analysis JSON as returned
     sealed: Mapped[bytes] = mapped_column(LargeBinary)  # the original text
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetRow(Base):
+    """A tenant's labelled dataset (a zip in a layout ``dxserve train`` reads, de-identified),
+    kept as one sealed blob until deleted."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (Index("ix_datasets_tenant_created", "tenant_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    blob_sha256: Mapped[str] = mapped_column(String(64))
+    bytes: Mapped[int] = mapped_column(Integer)
+    summary: Mapped[str] = mapped_column(Text)  # counts per label and split, layout
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    deleted_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class TrainingJobRow(Base):
+    """A job for ``dxserve worker``: fine-tune a model or evaluate one, queued in the database."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (
+        Index("ix_training_jobs_status_created", "status", "created_at"),
+        Index("ix_training_jobs_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"))
+    key_id: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(20))  # fine-tune | evaluate
+    spec: Mapped[str] = mapped_column(Text)  # JSON: base, datasets, epochs …
+    status: Mapped[str] = mapped_column(String(20))  # queued running succeeded failed cancelled
+    progress: Mapped[str] = mapped_column(Text, default="{}")  # JSON: epoch, loss, AUC …
+    result: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

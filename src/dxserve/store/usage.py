@@ -37,6 +37,9 @@ def current_month(now: dt.datetime | None = None) -> str:
     return (now or utcnow()).strftime("%Y-%m")
 
 
+TRAINING = "training"  # a job's wall time, billed by the hour, not per image
+
+
 class Usage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -96,6 +99,7 @@ class Usage:
                 func.sum(e.bytes),
             )
             .where(e.tenant_id == tenant_id, e.created_at >= start, e.created_at < end)
+            .where(e.kind != TRAINING)
             .group_by(e.model, e.version)
             .order_by(e.model, e.version)
         )
@@ -105,6 +109,15 @@ class Usage:
             UsageTotal(m, v, n, int(i or 0), int(f or 0), round(float(c or 0), 3), int(b or 0))
             for m, v, n, i, f, c, b in rows
         ]
+
+    def training_hours(self, tenant_id: str, start: dt.datetime, end: dt.datetime) -> float:
+        """Hours the tenant's training and evaluation jobs ran in ``[start, end)``."""
+        e = UsageEventRow
+        query = select(func.coalesce(func.sum(e.compute_ms), 0.0)).where(
+            e.tenant_id == tenant_id, e.created_at >= start, e.created_at < end, e.kind == TRAINING
+        )
+        with Session(self.engine) as session:
+            return float(session.scalar(query) or 0.0) / 3_600_000
 
     def daily(
         self, tenant_id: str, start: dt.datetime, end: dt.datetime

@@ -129,13 +129,22 @@ def load_splits(
 
 
 def fit(
-    train: Arrays, val: Arrays, recipe: Recipe, config: TrainConfig, observer: Observer
+    train: Arrays,
+    val: Arrays,
+    recipe: Recipe,
+    config: TrainConfig,
+    observer: Observer,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> tuple[EchoCNN, list[EpochStats], int]:
-    """Train a fresh seed CNN; returns the best epoch's model, the history and that epoch."""
+    """Train the seed CNN, fresh or from ``initial`` weights (fine-tuning); returns the best
+    epoch's model, the history and that epoch."""
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-    model = EchoCNN().to(memory_format=memory_format)  # type: ignore[call-overload]
+    model = EchoCNN()
+    if initial is not None:
+        model.load_state_dict(initial)
+    model = model.to(memory_format=memory_format)  # type: ignore[call-overload]
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = nn.BCEWithLogitsLoss()
     history: list[EpochStats] = []

@@ -230,13 +230,14 @@ async def verify_audit(request: Request, principal: SignedIn, services: Services
 
 @router.get("/models")
 async def models(request: Request, principal: SignedIn, services: ServicesDep) -> Response:
-    """Every model: versions, aliases, card, and the tenant's feedback per version."""
+    """Every model the tenant sees (the platform's and its own): versions, aliases, card, and
+    the tenant's feedback per version."""
     principal.require(Permission.read_results)
 
     def describe() -> list[dict[str, Any]]:
-        repository = services.registry.repository
         found = []
-        for name in repository.models():
+        for name, owner in services.registry.models(principal.tenant_id):
+            repository = services.registry.repository_of(owner)
             versions = repository.versions(name)
             manifest = repository.resolve(name).manifest()
             labels = list(manifest.labels)
@@ -244,6 +245,7 @@ async def models(request: Request, principal: SignedIn, services: ServicesDep) -
             found.append(
                 {
                     "name": name,
+                    "own": owner is not None,
                     "versions": versions,
                     "aliases": {a: alias.to_dict() for a, alias in aliases.items()},
                     "card": Markup(CARD.render(render_card(manifest))),

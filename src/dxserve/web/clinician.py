@@ -95,7 +95,7 @@ async def sign_out(
 @router.get("/studies/new")
 async def new_study(request: Request, principal: SignedIn, services: ServicesDep) -> Response:
     principal.require(Permission.diagnose)
-    models = services.registry.repository.models()
+    models = [name for name, _ in services.registry.models(principal.tenant_id)]
 
     def received() -> dict[str, list[dict[str, Any]]]:
         uids = services.diagnoses.studies(principal.tenant_id, RECENT_STUDIES, 0)

@@ -210,9 +210,10 @@ async def list_diagnoses(
 
 @router.get("/models")
 async def list_models(principal: CurrentPrincipal, services: ServicesDep) -> dict[str, Any]:
-    """The models in the repository, their versions and aliases."""
-    repo = services.registry.repository
-    return {"models": [_model_summary(services, name) for name in repo.models()]}
+    """The models the caller's tenant sees (the platform's and its own), their versions and
+    aliases."""
+    models = services.registry.models(principal.tenant_id)
+    return {"models": [_model_summary(services, name, owner) for name, owner in models]}
 
 
 @router.get("/models/{name}")
@@ -220,8 +221,9 @@ async def get_model(
     name: str, principal: CurrentPrincipal, services: ServicesDep
 ) -> dict[str, Any]:
     """A model: versions (with their manifests, i.e. model cards), aliases, what is loaded."""
-    repo = services.registry.repository
-    summary = _model_summary(services, name)
+    owner = services.registry.owner_of(name, principal.tenant_id)
+    repo = services.registry.repository_of(owner)
+    summary = _model_summary(services, name, owner)
     manifests = {v: repo.resolve(name, v).manifest() for v in repo.versions(name)}
     summary["manifests"] = {str(v): m.to_dict() for v, m in manifests.items()}
     summary["card"] = render_card(manifests[summary["latest"]])
@@ -231,14 +233,16 @@ async def get_model(
     return summary
 
 
-def _model_summary(services: ServicesDep, name: str) -> dict[str, Any]:
-    repo = services.registry.repository
+def _model_summary(services: ServicesDep, name: str, owner: str | None) -> dict[str, Any]:
+    repo = services.registry.repository_of(owner)
     latest = repo.resolve(name).manifest()
+    loaded = services.registry.loaded()
     return {
         "name": name,
+        "namespace": "tenant" if owner else "platform",
         "versions": repo.versions(name),
         "latest": latest.version,
-        "loaded": [m.ref.version for m in services.registry.loaded() if m.ref.name == name],
+        "loaded": [m.ref.version for m in loaded if (m.ref.owner, m.ref.name) == (owner, name)],
         "aliases": {a: alias.to_dict() for a, alias in read_aliases(repo.root / name).items()},
         "labels": latest.labels,
         "intended_use": latest.intended_use,

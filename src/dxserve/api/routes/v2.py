@@ -9,7 +9,7 @@ from dxserve.api.deps import CurrentPrincipal, ServicesDep, authenticate
 from dxserve.api.oip import HEADER_LENGTH, encode_response, parse_request
 from dxserve.core.runtime.manifest import Manifest
 from dxserve.core.runtime.repository import ModelRef
-from dxserve.core.security.principal import Permission
+from dxserve.core.security.principal import Permission, Principal
 from dxserve.errors import InvalidInput, ModelNotFound
 from dxserve.services import Services
 
@@ -46,17 +46,20 @@ async def ready(request: Request, services: ServicesDep) -> Response:
     return Response(status_code=200 if ok else 503)
 
 
-def _ref(services: ServicesDep, name: str, version: str | None) -> ModelRef:
+def _ref(services: ServicesDep, principal: Principal, name: str, version: str | None) -> ModelRef:
+    """The version the caller's tenant sees (its own model of that name first)."""
     if version is not None and not version.isdigit():
         raise ModelNotFound(f"model {name!r} has no version {version!r}")
-    return services.registry.repository.resolve(name, int(version) if version else None)
+    number = int(version) if version else None
+    return services.registry.resolve(name, number, principal.tenant_id)
 
 
 def _metadata(services: ServicesDep, ref: ModelRef) -> dict[str, Any]:
     manifest = ref.manifest()
+    versions = services.registry.repository_of(ref.owner).versions(ref.name)
     return {
         "name": ref.name,
-        "versions": [str(v) for v in services.registry.repository.versions(ref.name)],
+        "versions": [str(v) for v in versions],
         "platform": "onnxruntime_onnx",
         "inputs": [
             {"name": t.name, "datatype": t.datatype, "shape": t.shape} for t in manifest.inputs
@@ -100,7 +103,7 @@ async def model_metadata(
     name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
 ) -> dict[str, Any]:
     """Inputs and outputs of a model (version)."""
-    return _metadata(services, _ref(services, name, version))
+    return _metadata(services, _ref(services, principal, name, version))
 
 
 @router.get("/models/{name}/ready")
@@ -109,8 +112,8 @@ async def model_ready(
     name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
 ) -> Response:
     """200 when the version is loaded, 400 otherwise (as Triton)."""
-    ref = _ref(services, name, version)
-    loaded = services.registry.is_loaded(ref.name, ref.version)
+    ref = _ref(services, principal, name, version)
+    loaded = services.registry.is_loaded(ref.name, ref.version, ref.owner)
     return Response(status_code=200 if loaded else 400)
 
 
@@ -120,7 +123,7 @@ async def model_config(
     name: str, principal: CurrentPrincipal, services: ServicesDep, version: str | None = None
 ) -> dict[str, Any]:
     """Triton's model configuration, as JSON."""
-    return _config(_ref(services, name, version).manifest(), services)
+    return _config(_ref(services, principal, name, version).manifest(), services)
 
 
 async def infer(request: Request) -> Response:
@@ -178,17 +181,18 @@ def add_infer_routes(app: FastAPI) -> None:
 async def repository_index(
     principal: CurrentPrincipal, services: ServicesDep
 ) -> list[dict[str, Any]]:
-    """Every model version in the repository and whether it is loaded."""
+    """Every model version the caller's tenant sees (the platform's and its own) and
+    whether it is loaded."""
     registry = services.registry
     return [
         {
             "name": name,
             "version": str(v),
-            "state": "READY" if registry.is_loaded(name, v) else "UNAVAILABLE",
-            "reason": "" if registry.is_loaded(name, v) else "unloaded",
+            "state": "READY" if registry.is_loaded(name, v, owner) else "UNAVAILABLE",
+            "reason": "" if registry.is_loaded(name, v, owner) else "unloaded",
         }
-        for name in registry.repository.models()
-        for v in registry.repository.versions(name)
+        for name, owner in registry.models(principal.tenant_id)
+        for v in registry.repository_of(owner).versions(name)
     ]
 
 

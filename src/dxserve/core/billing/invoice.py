@@ -28,14 +28,14 @@ class UsageTotal:
 @dataclass(frozen=True)
 class Line:
     description: str
-    quantity: int
+    quantity: int | Decimal  # images, frames; hours and GB to two places
     unit_price: Decimal
     amount: Decimal
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "description": self.description,
-            "quantity": self.quantity,
+            "quantity": self.quantity if isinstance(self.quantity, int) else str(self.quantity),
             "unit_price": str(self.unit_price),
             "amount": str(self.amount),
         }
@@ -101,7 +101,16 @@ class Invoice:
         return out.getvalue()
 
 
-def make_invoice(tenant: str, month: str, plan: Plan, usage: list[UsageTotal]) -> Invoice:
+def make_invoice(
+    tenant: str,
+    month: str,
+    plan: Plan,
+    usage: list[UsageTotal],
+    training_hours: float = 0.0,
+    storage_bytes: int = 0,
+) -> Invoice:
+    """The invoice: per-image and per-frame lines, the included-images credit, the tenant's
+    training jobs by the hour and its own models and datasets by the GB held."""
     lines = []
     if plan.monthly_fee:
         lines.append(_line(f"plan {plan.name}: monthly fee", 1, plan.monthly_fee))
@@ -114,9 +123,15 @@ def make_invoice(tenant: str, month: str, plan: Plan, usage: list[UsageTotal]) -
         lines.append(
             _line(f"included images ({plan.included_images}/month)", included, -plan.per_image)
         )
+    hours = Decimal(str(training_hours)).quantize(CENT, rounding=ROUND_HALF_UP)
+    if hours and plan.per_training_hour:
+        lines.append(_line("training and evaluation jobs (hours)", hours, plan.per_training_hour))
+    gigabytes = (Decimal(storage_bytes) / 2**30).quantize(CENT, rounding=ROUND_HALF_UP)
+    if gigabytes and plan.per_storage_gb:
+        lines.append(_line("own models and datasets held (GB)", gigabytes, plan.per_storage_gb))
     return Invoice(tenant, month, plan, usage, lines)
 
 
-def _line(description: str, quantity: int, unit_price: Decimal) -> Line:
+def _line(description: str, quantity: int | Decimal, unit_price: Decimal) -> Line:
     amount = (unit_price * quantity).quantize(CENT, rounding=ROUND_HALF_UP)
     return Line(description, quantity, unit_price, amount)

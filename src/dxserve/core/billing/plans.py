@@ -8,6 +8,10 @@ much it may call. Built-in plans can be replaced by a TOML file (``DXSERVE_PLANS
     per_image = "0.08"
     per_frame = "0.002"
     monthly_quota = 20000       # images a month; requests beyond it are refused (omit: no cap)
+    tenant_models = 10          # models of its own (uploaded or fine-tuned) a tenant may hold
+    tenant_storage_mb = 4096    # ... and bytes of them and of its labelled datasets
+    per_training_hour = "2.00"  # fine-tuning and evaluation jobs
+    per_storage_gb = "0.10"     # a month, on the models and datasets held when invoiced
     rate_per_second = 10        # per API key, token bucket ...
     burst = 20                  # ... of this size
 """
@@ -32,6 +36,10 @@ class Plan:
     monthly_quota: int | None = None
     rate_per_second: float = 20.0
     burst: int = 40
+    tenant_models: int | None = 10  # models of its own a tenant may hold (None: no cap)
+    tenant_storage_mb: int | None = 4096  # bytes of them and of its datasets
+    per_training_hour: Decimal = Decimal("0")  # fine-tuning and evaluation jobs, wall time
+    per_storage_gb: Decimal = Decimal("0")  # a month, on what is held when invoiced
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
@@ -41,11 +49,12 @@ DEFAULT_PLAN = "standard"
 BUILT_IN = {
     "trial": Plan(
         "trial", included_images=500, per_image=Decimal("0"), monthly_quota=500,
-        rate_per_second=2, burst=5,
+        rate_per_second=2, burst=5, tenant_models=1, tenant_storage_mb=512,
     ),
     "standard": Plan(
         "standard", monthly_fee=Decimal("0"), included_images=1000, per_image=Decimal("0.05"),
         per_frame=Decimal("0.001"), rate_per_second=20, burst=40,
+        per_training_hour=Decimal("2.00"), per_storage_gb=Decimal("0.10"),
     ),
 }  # fmt: skip
 
@@ -71,7 +80,7 @@ def _plan(name: str, spec: dict[str, Any]) -> Plan:
         raise InvalidInput(f"plan {name!r}: unknown fields {sorted(unknown)}")
     values: dict[str, Any] = {}
     for key, value in spec.items():
-        if key in ("monthly_fee", "per_image", "per_frame"):
+        if key in ("monthly_fee", "per_image", "per_frame", "per_training_hour", "per_storage_gb"):
             try:
                 values[key] = Decimal(str(value))
             except InvalidOperation:

@@ -21,6 +21,9 @@ LIMITATIONS_UNVALIDATED = (
 )
 
 
+COMPARISON = "held_out_comparison"  # a fine-tuned version against its base
+
+
 def render_card(manifest: Manifest) -> str:
     """The model card of a version as Markdown."""
     training: dict[str, Any] = manifest.training
@@ -96,9 +99,11 @@ def render_card(manifest: Manifest) -> str:
             f"`{x['output']}` output ({x.get('layer', 'its last conv block')}); occlusion "
             "sensitivity is available for models without one.",
         ]
-    if manifest.evaluations:
+    lines += _fine_tuning_lines(manifest)
+    evaluations = {k: v for k, v in manifest.evaluations.items() if k != COMPARISON}
+    if evaluations:
         lines += ["", "## Evaluations"]
-        for name, e in sorted(manifest.evaluations.items()):
+        for name, e in sorted(evaluations.items()):
             if "per_class" in e:
                 lines += _signal_evaluation_lines(name, e)
                 continue
@@ -115,6 +120,39 @@ def render_card(manifest: Manifest) -> str:
     phantom = LIMITATIONS_SYNTHETIC_ECG if manifest.modality == "signal" else LIMITATIONS_SYNTHETIC
     lines += ["", "## Limitations", phantom if synthetic else LIMITATIONS_UNVALIDATED]
     return "\n".join(lines) + "\n"
+
+
+def _fine_tuning_lines(manifest: Manifest) -> list[str]:
+    """A fine-tuned version beside its base, on the same held-out files."""
+    c = manifest.evaluations.get(COMPARISON)
+    if not c:
+        return []
+    t = manifest.training
+    held = c["held_out"]
+    lines = [
+        "",
+        "## Fine-tuning",
+        f"- Fine-tuned from {t.get('fine_tuned_from', '?')} for {t['config']['epochs']} epochs "
+        f"(learning rate {t['config']['learning_rate']:g}) on the tenant's "
+        f"{t['images']['train']} training and {t['images']['val']} validation images",
+        f"- Held out (stratified, used by neither): {held['files']} files, "
+        f"{held['positives']} positive",
+        "",
+        "| version | AUC (95% CI) | ECE | sensitivity | specificity |",
+        "|---|---|---|---|---|",
+    ]
+    for side in ("base", "new"):
+        e = c[side]
+        low, high = e["auc_95"]
+        lines.append(
+            f"| {e['model']} ({side}) | {e['auc']:.3f} ({low:.3f}–{high:.3f}) | {e['ece']:.3f} "
+            f"| {e['sensitivity']:.3f} | {e['specificity']:.3f} |"
+        )
+    low, high = c["auc_delta_95"]
+    lines.append(
+        f"\nAUC difference, new − base, 95% CI over the same resamples: {low:+.3f} to {high:+.3f}"
+    )
+    return lines
 
 
 def _quantization_lines(q: dict[str, Any] | None) -> list[str]:

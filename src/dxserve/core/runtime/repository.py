@@ -16,11 +16,13 @@ CONFIG_NAME = "config.pbtxt"
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A resolved model version on disk."""
+    """A resolved model version on disk; ``owner`` is the tenant whose own model it is (None:
+    the platform's, visible to every tenant)."""
 
     name: str
     version: int
     path: Path
+    owner: str | None = None
 
     def manifest(self) -> Manifest:
         return Manifest.load(self.path)
@@ -32,8 +34,9 @@ class ModelRef:
 class ModelRepository:
     """Read and extend a model repository directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owner: str | None = None) -> None:
         self.root = Path(root)
+        self.owner = owner
 
     def models(self) -> list[str]:
         """Names of the models that have at least one version."""
@@ -60,7 +63,7 @@ class ModelRepository:
         chosen = versions[-1] if version is None else version
         if chosen not in versions:
             raise ModelNotFound(f"model {name!r} has no version {chosen}; it has {versions}")
-        return ModelRef(name, chosen, self.root / name / str(chosen))
+        return ModelRef(name, chosen, self.root / name / str(chosen), self.owner)
 
     def new_version_dir(self, name: str) -> tuple[int, Path]:
         """Create the folder for the next version of ``name`` (1 for a new model)."""

@@ -23,6 +23,8 @@ class Permission(StrEnum):
     manage_keys = "manage_keys"  # the tenant's API keys
     read_usage = "read_usage"  # the tenant's usage and invoices
     manage_tenants = "manage_tenants"  # every tenant (platform-admin only)
+    # the tenant's own models, labelled datasets, training jobs and their promotion
+    customise_models = "customise_models"
 
 
 PERMISSIONS: dict[Role, frozenset[Permission]] = {

@@ -1,0 +1,1 @@
+"""Work done outside the request path: the training-job worker."""
