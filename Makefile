@@ -57,6 +57,7 @@ bench: $(VENV)/.dev-installed
 	$(BIN)/python benchmarks/peers.py
 	$(BIN)/python benchmarks/int8.py
 	$(BIN)/python benchmarks/cine.py
+	$(BIN)/python benchmarks/fine_tune.py
 	$(BIN)/python benchmarks/ray_serve.py
 	$(BIN)/python benchmarks/accounting_cost.py
 	$(BIN)/python benchmarks/durability_cost.py

@@ -8,7 +8,7 @@ finding the base never saw. ``dxserve worker``'s fine-tune code splits it by lab
 and evaluates both versions on the held-out files. Both are also evaluated on ``--platform``
 phantoms of the demo's findings: what the fine-tune kept of what the base knew.
 
-    python benchmarks/fine_tune.py [--train 1000] [--tenant 200] [--epochs 5] [--platform 400]
+    python benchmarks/fine_tune.py [--train 1000] [--tenant 200] [--epochs 10] [--platform 400]
 """
 
 import argparse
@@ -33,10 +33,10 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=1000, help="base training phantoms")
     parser.add_argument("--tenant", type=int, default=200, help="the tenant's labelled phantoms")
     parser.add_argument("--platform", type=int, default=400, help="phantoms of the base's findings")
-    parser.add_argument("--epochs", type=int, default=5, help="fine-tuning epochs")
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--epochs", type=int, default=10, help="fine-tuning epochs")
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     args = parser.parse_args()
-    console = Console()
+    console = Console(width=160)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         generate(root / "base", n=args.train, seed=0, size=128)

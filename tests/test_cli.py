@@ -330,3 +330,23 @@ def test_notes_deid_and_analyse_a_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     analysis = json.loads((tmp_path / "json" / "note0.json").read_text())
     assert analysis["entities"] and "not for clinical use" in analysis["warning"].lower()
+
+
+def test_worker_runs_the_queue_and_stops(tmp_path: Path) -> None:
+    """`dxserve worker --once` on an empty queue: migrates, looks, exits cleanly."""
+    done = dxserve("worker", "--once", "--data-dir", str(tmp_path), env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    assert "0 jobs run" in done.stdout + done.stderr  # the console writes to stderr
+
+
+def test_phantoms_of_a_finding_the_demo_never_saw(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        ["phantoms", "--out", str(tmp_path), "--n", "6", "--size", "64", "--workers", "1",
+         "--findings", "atrial_mass"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    manifest = (tmp_path / "manifest.csv").read_text()
+    assert "atrial_mass" in manifest and "effusion" not in manifest
+    refused = runner.invoke(app, ["phantoms", "--out", str(tmp_path), "--findings", "nope"])
+    assert refused.exit_code != 0 and "unknown findings" in refused.output

@@ -159,8 +159,8 @@ class Worker:
 
         namespace = ModelRepository(self.settings.tenant_repository / tenant_id, tenant_id)
         config = TrainConfig(
-            epochs=int(spec.get("epochs", 5)),
-            learning_rate=float(spec.get("learning_rate", 3e-4)),
+            epochs=int(spec.get("epochs", 10)),
+            learning_rate=float(spec.get("learning_rate", 1e-3)),
             seed=int(spec.get("seed", 0)),
         )
         result = fine_tune(base, dataset, namespace, spec["name"], config, progress.observer())

@@ -158,7 +158,7 @@ def random_lesion(finding: str, rng: np.random.Generator) -> Lesion:
     if finding == "atrial_mass":
         return AtrialMass(
             position=float(rng.uniform(-1.2, 1.2)),
-            radius=float(rng.uniform(0.035, 0.055)),
+            radius=float(rng.uniform(0.05, 0.08)),
             aspect=float(rng.uniform(0.7, 1.3)),
             rotation=float(rng.uniform(0, math.pi)),
         )
