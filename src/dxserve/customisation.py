@@ -121,6 +121,11 @@ class Customisation:
             self.settings.model_check_memory_mb << 20,
         )
         checks = check_model(model, manifest, limits)
+        digest = sha256_file(model)
+        if digest != manifest.sha256:
+            raise ModelRejected(
+                "the manifest's sha256 is not the file's: upload the manifest written with it"
+            )
         namespace = self.namespace(principal.tenant_id)
         self.check_room(
             principal.tenant_id, plan, model.stat().st_size, not namespace.versions(name)
@@ -132,7 +137,7 @@ class Customisation:
                 manifest,
                 name=name,
                 version=version,
-                sha256=sha256_file(folder / manifest.model_file),
+                sha256=digest,
                 # A tenant's model is not for clinical use until its admin records an intended
                 # use and the evaluation that supports it (record_intended_use).
                 not_for_clinical_use=True,

@@ -169,6 +169,9 @@ def test_uploads_that_fail_a_check_are_refused_with_422(
     response = upload(app, a, "bad-manifest", model, b'{"name": "x"}')
     assert response.status_code == 422 and "manifest" in response.json()["detail"]
 
+    response = upload(app, a, "mismatched", model, {**manifest, "sha256": "0" * 64})
+    assert response.status_code == 422 and "sha256" in response.json()["detail"]
+
     response = upload(app, a, MODEL, model, manifest)  # a platform model's name
     assert response.status_code == 422 and "platform" in response.json()["detail"]
 
@@ -176,7 +179,7 @@ def test_uploads_that_fail_a_check_are_refused_with_422(
     assert response.status_code == 403
 
     names = {m["name"] for m in app.get("/v1/models", headers=auth(a)).json()["models"]}
-    assert not names & {"wrong-shape", "outside", "not-onnx", "bad-manifest"}
+    assert not names & {"wrong-shape", "outside", "not-onnx", "bad-manifest", "mismatched"}
 
 
 def test_a_one_gigabyte_model_is_refused_before_it_is_read(

@@ -122,9 +122,6 @@ class ModelRegistry:
         """The version of ``name`` that ``tenant_id`` sees (see :meth:`owner_of`)."""
         return self.repository_of(self.owner_of(name, tenant_id)).resolve(name, version)
 
-    def versions(self, name: str, tenant_id: str | None = None) -> list[int]:
-        return self.repository_of(self.owner_of(name, tenant_id)).versions(name)
-
     def models(self, tenant_id: str | None = None) -> list[tuple[str, str | None]]:
         """``(name, owner)`` of every model ``tenant_id`` sees: its own, then the platform's
         it does not shadow."""
@@ -207,8 +204,8 @@ class ModelRegistry:
         self, name: str, version: int | None = None, tenant_id: str | None = None
     ) -> LoadedModel:
         """``version`` of ``name`` (as ``tenant_id`` sees it), or its latest version, loaded.
-        The repository is listed at most once a second per model, so a hot path does not
-        touch the disk."""
+        The repository is listed at most once a second per model; a hot path makes one ``stat``
+        (whether the tenant has a model of that name)."""
         owner = self.owner_of(name, tenant_id)
         if version is None:
             cached = self._latest.get((owner, name))
