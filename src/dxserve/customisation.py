@@ -5,6 +5,7 @@ A tenant's models live in its own namespace (see :mod:`dxserve.core.runtime.regi
 tenant sees them, on any route. What it holds is capped by its plan (models, bytes).
 """
 
+import asyncio
 import datetime as dt
 import io
 import json
@@ -152,6 +153,16 @@ class Customisation:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         return {"name": name, "version": version, "checks": checks, "manifest": uploaded.to_dict()}
+
+    async def delete_model(self, principal: Principal, name: str) -> None:
+        """Remove one of the tenant's own models, every version (its traffic falls back to the
+        platform's model of that name, if there is one)."""
+        principal.require(Permission.customise_models)
+        namespace = self.namespace(principal.tenant_id)
+        if not namespace.versions(name):
+            raise ModelNotFound(f"this tenant has no model named {name!r}")
+        await self.registry.unload(name, None, principal.tenant_id)
+        await asyncio.to_thread(shutil.rmtree, namespace.root / name)
 
     # -- datasets --------------------------------------------------------------------------
     def add_dataset(

@@ -398,9 +398,13 @@ def test_a_plan_caps_a_tenants_own_models(
     refused = upload(app, tokens["trial"], "second", model, manifest)
     assert refused.status_code == 403
     assert refused.json()["code"] == "tenant_quota_exceeded"
-    assert (
-        upload(app, tokens["trial"], "first", model, manifest).status_code == 201
-    )  # a new version
+    again = upload(app, tokens["trial"], "first", model, manifest)
+    assert again.status_code == 201 and again.json()["version"] == 2  # a new version
+    trial = auth(tokens["trial"])
+    assert app.delete("/v1/admin/models/first", headers=auth(tokens["b"])).status_code == 404
+    assert app.delete("/v1/admin/models/echo-cnn", headers=trial).status_code == 404  # platform's
+    assert app.delete("/v1/admin/models/first", headers=trial).status_code == 204
+    assert upload(app, tokens["trial"], "second", model, manifest).status_code == 201
 
 
 def test_an_uploaded_model_is_evaluated_and_cleared_for_its_intended_use(

@@ -67,6 +67,15 @@ async def upload_model(
         await form.close()
 
 
+@router.delete("/models/{name}", status_code=204)
+async def delete_model(
+    name: ModelName, principal: CurrentPrincipal, services: ServicesDep
+) -> Response:
+    """Delete one of the tenant's own models, every version (audited)."""
+    await services.customisation.delete_model(principal, name)
+    return Response(status_code=204)
+
+
 class PromotionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
